@@ -1,0 +1,1 @@
+"""Classical and quantum sequence models."""
