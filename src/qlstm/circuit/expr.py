@@ -93,10 +93,13 @@ class Expr:
 
         Args:
             inputs: ``[B, n_inputs]`` data batch (real), or None if unused.
-            weights: ``[n_weights]`` real weight vector, or None if unused.
+            weights: ``[n_weights]`` real weight vector, or ``[*G, n_weights]``
+                for a group of weight sets (several circuits of one structure
+                evaluated at once), or None if unused.
 
         Returns:
-            ``[B]`` if the expression uses inputs, else a scalar tensor.
+            ``[B]`` if the expression uses inputs, ``[*G]`` if it uses grouped
+            weights (broadcast together), else a scalar tensor.
         """
         raise NotImplementedError
 
@@ -179,7 +182,7 @@ class Weight(Expr):
     def evaluate(self, inputs, weights):
         if weights is None:
             raise ValueError(f"expression uses weight w[{self.index}] but no weights were given")
-        return weights[self.index]
+        return weights[..., self.index]
 
     def to_str(self):
         return f"w_{self.index}"

@@ -1,29 +1,39 @@
 """Execution plans for pure circuits (no noise, no mid-circuit measurement).
 
-A :class:`Program` is compiled once per circuit and splits it into
+Per-gate Python dispatch on tiny tensors is what makes popular QML simulators
+slow: every gate costs several small tensor operations (a few microseconds
+each) whatever the batch size. A :class:`Program` is compiled once per circuit
+and cuts that count:
 
-1. a **product-state prefix**: on every wire, the single-qubit gates that come
-   before the wire's first multi-qubit gate commute with everything on other
-   wires, so the encoded state is the Kronecker product of ``n`` two-component
-   vectors -- ``O(B 2^n)`` work instead of a full contraction per gate;
-2. **fused segments**: maximal runs of gates that depend on weights and
-   constants only. For small registers (``n <= fuse_max_qubits``) a run is
-   multiplied out into one ``2^n x 2^n`` matrix when the weights are bound,
-   once per forward pass, and reused for every sample and every time step;
-3. the remaining (data-dependent) gates, applied one by one to the batched state.
+1. **Product-state prefix.** On every wire, the single-qubit gates before the
+   wire's first multi-qubit gate commute with everything on other wires, so
+   the encoded state is a Kronecker product of two-component vectors. Gates at
+   the same position on different wires (the ``RY(atan x_i)`` of every wire)
+   are evaluated in one batched call.
+2. **Weight-only runs** (gates whose angles depend on weights and constants
+   only) are split into constant blocks (precomputed at compile time; a
+   permutation such as a CNOT ring becomes an index gather), *layers* of
+   single-qubit gates on distinct wires (built in one batched call and
+   combined by Kronecker products), and other gates. When the register is
+   small (``n <= fuse_max_qubits``) the whole run is multiplied out into one
+   ``2^n x 2^n`` matrix when the weights are bound -- once per forward pass,
+   then reused for every sample and time step.
+3. **Data-dependent gates** after the prefix are applied one by one.
 
 ``program.bind(weights)`` does the weight-only work and returns a
-:class:`BoundProgram`, whose :meth:`~BoundProgram.state` and
-:meth:`~BoundProgram.expvals` take a data batch. A recurrent model binds once
-per forward pass and calls the bound program at every time step.
+:class:`BoundProgram`; its :meth:`~BoundProgram.state` and
+:meth:`~BoundProgram.expvals` take a data batch. Weights may carry leading
+group dimensions ``[*G, n_weights]``: several circuits of one structure (the
+four gate VQCs of a QLSTM cell) are then evaluated together and results gain
+the leading ``*G`` dimensions.
 
 The plain gate-by-gate path (:func:`qlstm.circuit.execute.run` with
-``method="reference"``) is the reference the tests compare this against.
+``method="reference"``) is the reference that the tests compare this against.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -32,14 +42,187 @@ from ..sim import kernels as K
 from ..sim.gates import lookup
 from .circuit import Circuit
 from .execute import amplitude_vector, embed_fresh, gate_matrix_of
+from .expr import BinOp, Const, Expr, Func, Input, Weight
 from .ops import AmplitudeEncoding, Gate, Measure
 
 __all__ = ["Program", "BoundProgram", "compile_program"]
 
 
+# ---------------------------------------------------------------------------
+# batched evaluation of one parameter slot across several gates
+
+
+def _substitute(e: Expr, kind: type) -> Expr:
+    """``e`` with its single ``Input``/``Weight`` leaf renumbered to 0."""
+    if isinstance(e, kind):
+        return kind(0)
+    if isinstance(e, Func):
+        return Func(e.name, _substitute(e.arg, kind))
+    if isinstance(e, BinOp):
+        return BinOp(e.op, _substitute(e.left, kind), _substitute(e.right, kind))
+    return e
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """How to evaluate parameter ``k`` of ``m`` gates as one ``[m, ...]`` tensor."""
+
+    mode: str  # "input" | "weight" | "const" | "generic"
+    exprs: tuple[Expr, ...]
+    template: Expr | None = None
+    index: tuple[int, ...] = ()
+
+    @staticmethod
+    def build(exprs: list[Expr]) -> "_Slot":
+        for kind, mode in ((Input, "input"), (Weight, "weight")):
+            leaves = [e.leaves() for e in exprs]
+            if all(
+                sum(isinstance(lf, (Input, Weight)) for lf in ls) == 1 and any(isinstance(lf, kind) for lf in ls)
+                for ls in leaves
+            ):
+                templates = {_substitute(e, kind).to_str() for e in exprs}
+                if len(templates) == 1:
+                    idx = tuple(next(lf.index for lf in ls if isinstance(lf, kind)) for ls in leaves)
+                    return _Slot(mode, tuple(exprs), _substitute(exprs[0], kind), idx)
+        if all(e.is_constant for e in exprs):
+            return _Slot("const", tuple(exprs))
+        return _Slot("generic", tuple(exprs))
+
+    def evaluate(self, x, w, rdtype, device) -> torch.Tensor:
+        if self.mode == "input":
+            cols = x[:, list(self.index)].T.unsqueeze(1)  # [m, 1, B]: template's x_0 reads [m, B]
+            return self.template.evaluate(cols, None)
+        if self.mode == "weight":
+            sel = w[..., list(self.index)]  # [*G, m]
+            return self.template.evaluate(None, sel.unsqueeze(-1)).movedim(-1, 0) if sel.dim() > 1 else \
+                self.template.evaluate(None, sel.unsqueeze(-1))
+        if self.mode == "const":
+            return torch.tensor([float(e.evaluate(None, None)) for e in self.exprs], dtype=rdtype, device=device)
+        vals = torch.broadcast_tensors(*[e.evaluate(x, w).to(rdtype) for e in self.exprs])
+        return torch.stack(vals)
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Gates of one name on distinct wires, evaluated as one batched matrix ``[m, ..., 2**k, 2**k]``."""
+
+    name: str
+    wires: tuple[int, ...]
+    slots: tuple[_Slot, ...]
+
+    @staticmethod
+    def build(gates: list[Gate]) -> "_Group":
+        slots = tuple(_Slot.build([g.params[k] for g in gates]) for k in range(len(gates[0].params)))
+        return _Group(gates[0].name, tuple(g.wires[0] for g in gates), slots)
+
+    def matrices(self, x, w, cdtype, device) -> torch.Tensor:
+        spec = lookup(self.name)
+        rdtype = torch.float64 if cdtype == torch.complex128 else torch.float32
+        if spec.num_params == 0:
+            return spec.matrix((), dtype=cdtype, device=device).expand(len(self.wires), 2, 2)
+        params = torch.broadcast_tensors(*[s.evaluate(x, w, rdtype, device) for s in self.slots])
+        return spec.matrix(list(params), dtype=cdtype, device=device)
+
+
+def _groups_by_name(gates: list[Gate]) -> list[_Group]:
+    by_name: dict[str, list[Gate]] = {}
+    for g in gates:
+        by_name.setdefault(g.name, []).append(g)
+    return [_Group.build(gs) for gs in by_name.values()]
+
+
+# ---------------------------------------------------------------------------
+# compiled steps
+
+
 @dataclass
-class _Fused:
-    gates: list[Gate]
+class _ConstBlock:
+    """Product of constant gates, precomputed as a matrix (U acting on columns)."""
+
+    matrix: torch.Tensor  # [D, D] complex128
+
+    def operator(self, cdtype, device):
+        u = self.matrix.to(device=device, dtype=cdtype)
+        nz = u.abs() > 1e-12
+        if bool((nz.sum(1) == 1).all()) and bool((nz.sum(0) == 1).all()):
+            index = nz.to(torch.int8).argmax(1)
+            phase = u[torch.arange(u.shape[0], device=device), index]
+            ones = bool(torch.allclose(phase, torch.ones_like(phase)))
+            return ("perm", index, None if ones else phase)
+        return ("dense", u.T)
+
+
+@dataclass
+class _Layer:
+    """Single-qubit weight gates on distinct wires (one circuit moment)."""
+
+    groups: list[_Group]
+
+    def operator(self, w, cdtype, device, n: int):
+        per_wire: dict[int, torch.Tensor] = {}
+        for grp in self.groups:
+            mats = grp.matrices(None, w, cdtype, device)
+            for j, wire in enumerate(grp.wires):
+                per_wire[wire] = mats[j]
+        return ("layer", per_wire)
+
+
+def _chunks(n: int, size: int = 4) -> list[list[int]]:
+    return [list(range(s, min(s + size, n))) for s in range(0, n, size)]
+
+
+def _kron(mats: list[torch.Tensor]) -> torch.Tensor:
+    out = mats[0]
+    for m in mats[1:]:
+        a, b = out.shape[-1], m.shape[-1]
+        out = (out[..., :, None, :, None] * m[..., None, :, None, :]).reshape(
+            *torch.broadcast_shapes(out.shape[:-2], m.shape[:-2]), a * b, a * b
+        )
+    return out
+
+
+def _apply_operator(state: torch.Tensor, op, n: int, x=None, w=None, cdtype=None, device=None) -> torch.Tensor:
+    kind = op[0]
+    if kind == "dense":
+        return state @ op[1]
+    if kind == "perm":
+        out = state[..., op[1]]
+        return out if op[2] is None else out * op[2]
+    if kind == "layer":
+        per_wire = op[1]
+        eye = None
+        for chunk in _chunks(n):
+            present = [wire for wire in chunk if wire in per_wire]
+            if not present:
+                continue
+            if len(present) < len(chunk):
+                if eye is None:
+                    eye = torch.eye(2, dtype=state.dtype, device=state.device)
+                mats = [per_wire.get(wire, eye) for wire in chunk]
+            else:
+                mats = [per_wire[wire] for wire in chunk]
+            state = K.apply_matrix(state, _kron(mats), chunk, n)
+        return state
+    if kind == "gate":
+        g = op[1]
+        return _apply_gate(state, gate_matrix_of(g, x, w, cdtype, device), g, n)
+    raise CircuitError(f"internal: unknown plan step {kind!r}")
+
+
+def _apply_gate(state: torch.Tensor, matrix: torch.Tensor, g: Gate, n: int) -> torch.Tensor:
+    if g.name != "unitary" and lookup(g.name).diagonal:
+        return K.apply_diagonal(state, torch.diagonal(matrix, dim1=-2, dim2=-1), g.wires, n)
+    return K.apply_matrix(state, matrix, g.wires, n)
+
+
+@dataclass
+class _WeightRun:
+    """A maximal run of weight-only gates, as const blocks, layers and single gates."""
+
+    parts: list  # _ConstBlock | _Layer | Gate
+
+
+# ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -48,36 +231,51 @@ class Program:
 
     circuit: Circuit
     amplitude: list[AmplitudeEncoding]
-    prefix: list[list[Gate]]  # per wire, in order
-    steps: list[Gate | _Fused] = field(default_factory=list)
+    prefix: list[list[_Group]]  # per position: groups of same-named gates on distinct wires
+    steps: list  # Gate | _WeightRun
+    fuse: bool
 
     def bind(self, weights: torch.Tensor | None, *, dtype=torch.complex128, device=None) -> "BoundProgram":
-        """Evaluate everything that depends on weights only (fused matrices)."""
+        """Evaluate everything that depends on weights only.
+
+        Args:
+            weights: ``[n_weights]`` or grouped ``[*G, n_weights]``.
+            dtype: complex dtype of the simulation.
+        """
         n = self.circuit.n_qubits
-        bound_steps = []
+        w = weights
+        if w is not None and w.dim() > 1:
+            w = w.unsqueeze(-2)  # [*G, 1, n_w]: broadcasts against the batch dimension of inputs
+        ops = []
         for step in self.steps:
-            if isinstance(step, _Fused):
-                m = torch.eye(2**n, dtype=dtype, device=device)
-                for g in step.gates:
-                    m = _apply(m, gate_matrix_of(g, None, weights, dtype, device), g, n)
-                bound_steps.append(("fused", m))  # rows are U e_j, i.e. m = U^T
+            if isinstance(step, Gate):
+                ops.append(("gate", step))
+                continue
+            run_ops = []
+            for part in step.parts:
+                if isinstance(part, _ConstBlock):
+                    run_ops.append(part.operator(dtype, device))
+                elif isinstance(part, _Layer):
+                    run_ops.append(part.operator(w, dtype, device, n))
+                else:
+                    run_ops.append(("gate", part))
+            if self.fuse:
+                m = torch.eye(2**n, dtype=dtype, device=device)  # rows are basis states
+                for op in run_ops:
+                    m = _apply_operator(m, op, n, None, w, dtype, device)
+                if m.dim() > 2 and m.shape[-3] == 1:
+                    m = m.squeeze(-3)
+                ops.append(("dense", m))  # row j is U e_j, so state @ m applies U
             else:
-                bound_steps.append(("gate", step))
-        return BoundProgram(self, weights, bound_steps, dtype, device)
-
-
-def _apply(state: torch.Tensor, matrix: torch.Tensor, g: Gate, n: int) -> torch.Tensor:
-    if g.name != "unitary" and lookup(g.name).diagonal:
-        diag = torch.diagonal(matrix, dim1=-2, dim2=-1)
-        return K.apply_diagonal(state, diag, g.wires, n)
-    return K.apply_matrix(state, matrix, g.wires, n)
+                ops.extend(run_ops)
+        return BoundProgram(self, w, ops, dtype, device)
 
 
 class BoundProgram:
     """A :class:`Program` with its weights bound: call :meth:`state` / :meth:`expvals` on data."""
 
-    def __init__(self, program: Program, weights, steps, dtype, device):
-        self.program, self.weights, self.steps = program, weights, steps
+    def __init__(self, program: Program, weights, ops, dtype, device):
+        self.program, self.weights, self.ops = program, weights, ops
         self.dtype, self.device = dtype, device
         circ = program.circuit
         self._zsigns = None
@@ -87,47 +285,74 @@ class BoundProgram:
                 [K.z_signs(circ.n_qubits, [w for p, w in zip(o.paulis, o.wires) if p == "Z"], dtype=rd, device=device)
                  for o in circ.observables], dim=-1)  # [2^n, n_obs]
 
-    def state(self, x: torch.Tensor | None, batch: int | None = None) -> torch.Tensor:
-        """Final statevector ``[B, 2**n]`` for inputs ``x [B, n_inputs]``."""
-        circ, dtype, device, w = self.program.circuit, self.dtype, self.device, self.weights
-        n = circ.n_qubits
+    def encode(self, x: torch.Tensor | None, batch: int | None = None) -> torch.Tensor:
+        """The state after the product-state prefix and amplitude encodings, ``[B, 2**n]``."""
+        prog, dtype, device, w = self.program, self.dtype, self.device, self.weights
+        n = prog.circuit.n_qubits
         batch = batch if batch is not None else (x.shape[0] if x is not None else 1)
-        # product-state prefix: one 2-vector per wire
-        vecs = []
-        for gates in self.program.prefix:
-            v = torch.zeros(2, dtype=dtype, device=device)
-            v[0] = 1
-            for g in gates:
-                m = gate_matrix_of(g, x, w, dtype, device)
-                v = (m @ v.unsqueeze(-1)).squeeze(-1)
-            vecs.append(v)
+        vecs = torch.zeros(n, 2, dtype=dtype, device=device)
+        vecs[:, 0] = 1
+        for position in prog.prefix:
+            for grp in position:
+                mats = grp.matrices(x, w, dtype, device)  # [m, *batch, 2, 2]
+                sub = vecs[list(grp.wires)]  # [m, *batch', 2]
+                nb = max(mats.dim() - 3, sub.dim() - 2)
+                mats = mats.reshape(mats.shape[0], *([1] * (nb - mats.dim() + 3)), *mats.shape[1:])
+                sub = sub.reshape(sub.shape[0], *([1] * (nb - sub.dim() + 2)), *sub.shape[1:])
+                new = (mats @ sub.unsqueeze(-1)).squeeze(-1)
+                if list(grp.wires) == list(range(n)):
+                    vecs = new
+                else:
+                    bs = torch.broadcast_shapes(vecs.shape[1:-1], new.shape[1:-1])
+                    full = vecs.reshape(n, *([1] * (len(bs) - vecs.dim() + 2)), *vecs.shape[1:])
+                    full = full.expand(n, *bs, 2).clone()
+                    full[list(grp.wires)] = new.expand(len(grp.wires), *bs, 2)
+                    vecs = full
         state = vecs[0]
-        for v in vecs[1:]:
-            state = (state.unsqueeze(-1) * v.unsqueeze(-2)).flatten(-2)
-        if state.dim() == 1:
-            state = state.expand(batch, -1)
-        for enc in self.program.amplitude:
+        for i in range(1, n):
+            state = (state.unsqueeze(-1) * vecs[i].unsqueeze(-2)).flatten(-2)
+        state = state.expand(*torch.broadcast_shapes(state.shape[:-1], (batch,)), 2**n)
+        for enc in prog.amplitude:
             state = embed_fresh(state, amplitude_vector(enc, x, dtype), enc.wires, n)
-        for kind, item in self.steps:
-            if kind == "fused":
-                state = state @ item
-            else:
-                state = _apply(state, gate_matrix_of(item, x, w, dtype, device), item, n)
         return state
 
-    def expvals(self, x: torch.Tensor | None, batch: int | None = None) -> torch.Tensor:
-        """``[B, n_observables]`` exact expectation values."""
-        state = self.state(x, batch)
+    def evolve(self, state: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Apply everything after the encoding to ``state [..., B, 2**n]``."""
+        n = self.program.circuit.n_qubits
+        for op in self.ops:
+            state = _apply_operator(state, op, n, x, self.weights, self.dtype, self.device)
+        return state
+
+    def state(self, x: torch.Tensor | None, batch: int | None = None) -> torch.Tensor:
+        """Final statevector ``[*G, B, 2**n]`` for inputs ``x [B, n_inputs]``."""
+        state = self.evolve(self.encode(x, batch), x)
+        if self.weights is not None and self.weights.dim() > 2:  # grouped weights [*G, 1, n_w]
+            state = state.expand(*torch.broadcast_shapes(self.weights.shape[:-1], state.shape[:-1]), state.shape[-1])
+        return state
+
+    def measure(self, state: torch.Tensor) -> torch.Tensor:
+        """``[..., n_observables]`` expectation values of the circuit's observables on ``state``."""
         if self._zsigns is not None:
             return K.probabilities(state) @ self._zsigns
         circ = self.program.circuit
         return torch.stack([K.expval_pauli(state, o.paulis, o.wires, circ.n_qubits) for o in circ.observables], -1)
 
+    def expvals(self, x: torch.Tensor | None, batch: int | None = None) -> torch.Tensor:
+        """``[*G, B, n_observables]`` exact expectation values."""
+        return self.measure(self.state(x, batch))
+
 
 def compile_program(circuit: Circuit, *, fuse_max_qubits: int = 6) -> Program:
-    """Compile a pure circuit (gates, amplitude encodings and terminal measurements only)."""
+    """Compile a pure circuit (gates, amplitude encodings and terminal measurements only).
+
+    The result is cached on the circuit until the circuit changes.
+    """
+    key = (circuit._version, fuse_max_qubits)
+    cached = getattr(circuit, "_program_cache", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
     n = circuit.n_qubits
-    prefix: list[list[Gate]] = [[] for _ in range(n)]
+    per_wire: list[list[Gate]] = [[] for _ in range(n)]
     amplitude: list[AmplitudeEncoding] = []
     entangled: set[int] = set()
     rest: list[Gate] = []
@@ -141,26 +366,67 @@ def compile_program(circuit: Circuit, *, fuse_max_qubits: int = 6) -> Program:
         if not isinstance(op, Gate) or op.condition is not None:
             raise CircuitError(f"compile_program takes pure circuits only; found {op!r}")
         if len(op.wires) == 1 and op.wires[0] not in entangled:
-            prefix[op.wires[0]].append(op)
+            per_wire[op.wires[0]].append(op)
         else:
             rest.append(op)
             entangled.update(op.wires)
-    steps: list[Gate | _Fused] = []
+    depth = max((len(g) for g in per_wire), default=0)
+    prefix = [_groups_by_name([gs[j] for gs in per_wire if len(gs) > j]) for j in range(depth)]
+
+    steps: list = []
     run: list[Gate] = []
-    fuse = n <= fuse_max_qubits
 
     def flush():
-        if len(run) >= 2:
-            steps.append(_Fused(list(run)))
-        else:
-            steps.extend(run)
+        if run:
+            steps.append(_split_run(list(run), n))
         run.clear()
 
     for g in rest:
-        if fuse and not g.uses_input:
+        if not g.uses_input:
             run.append(g)
         else:
             flush()
             steps.append(g)
     flush()
-    return Program(circuit, amplitude, prefix, steps)
+    prog = Program(circuit, amplitude, prefix, steps, n <= fuse_max_qubits)
+    circuit._program_cache = (key, prog)
+    return prog
+
+
+def _split_run(gates: list[Gate], n: int) -> _WeightRun:
+    """Split weight-only gates into constant blocks, single-qubit layers and single gates."""
+    parts: list = []
+    const: list[Gate] = []
+    layer: dict[int, Gate] = {}
+
+    def flush_const():
+        if const:
+            m = torch.eye(2**n, dtype=torch.complex128)
+            for g in const:
+                m = _apply_gate(m, gate_matrix_of(g, None, None, torch.complex128, None), g, n)
+            parts.append(_ConstBlock(m.T.contiguous()))  # rows of m are U e_j -> U = m.T
+            const.clear()
+
+    def flush_layer():
+        if layer:
+            parts.append(_Layer(_groups_by_name(list(layer.values()))))
+            layer.clear()
+
+    for g in gates:
+        is_const = not g.uses_weight
+        if is_const:
+            flush_layer()
+            const.append(g)
+        elif len(g.wires) == 1 and g.wires[0] not in layer:
+            flush_const()
+            layer[g.wires[0]] = g
+        else:
+            flush_const()
+            flush_layer()
+            if len(g.wires) == 1:
+                layer[g.wires[0]] = g
+            else:
+                parts.append(g)
+    flush_const()
+    flush_layer()
+    return _WeightRun(parts)

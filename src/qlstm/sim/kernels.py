@@ -70,7 +70,9 @@ def apply_matrix(state: torch.Tensor, matrix: torch.Tensor, wires: Sequence[int]
     psi = psi.reshape(*lead, 2 ** (n - k), 2**k)
     psi = psi @ matrix.transpose(-1, -2)
     new_lead = psi.shape[:-2]  # a batched matrix may broadcast the state's batch dimensions
-    return psi.reshape(*new_lead, *moved_shape[nl:]).movedim(dst, src).reshape(*new_lead, 2**n)
+    shift = len(new_lead) - nl
+    psi = psi.reshape(*new_lead, *moved_shape[nl:])
+    return psi.movedim([d + shift for d in dst], [s + shift for s in src]).reshape(*new_lead, 2**n)
 
 
 def apply_diagonal(state: torch.Tensor, diag: torch.Tensor, wires: Sequence[int], n: int) -> torch.Tensor:
@@ -88,7 +90,9 @@ def apply_diagonal(state: torch.Tensor, diag: torch.Tensor, wires: Sequence[int]
     moved_shape = psi.shape
     psi = psi.reshape(*lead, 2 ** (n - k), 2**k) * diag.unsqueeze(-2)
     new_lead = psi.shape[:-2]
-    return psi.reshape(*new_lead, *moved_shape[nl:]).movedim(dst, src).reshape(*new_lead, 2**n)
+    shift = len(new_lead) - nl
+    psi = psi.reshape(*new_lead, *moved_shape[nl:])
+    return psi.movedim([d + shift for d in dst], [s + shift for s in src]).reshape(*new_lead, 2**n)
 
 
 def to_density(state: torch.Tensor) -> torch.Tensor:
