@@ -48,11 +48,33 @@ def _label(op) -> str:
     return type(op).__name__
 
 
+def _draw_layers(circuit: "Circuit") -> list[list[int]]:
+    """Layering for drawing: a multi-wire operation occupies every wire between its ends."""
+    free_at = [0] * circuit.n_qubits
+    clbit_ready = [0] * max(circuit.n_clbits, 1)
+    out: list[list[int]] = []
+    for i, op in enumerate(circuit.ops):
+        ws = op_wires(op)
+        span = range(min(ws), max(ws) + 1)
+        start = max(free_at[w] for w in span)
+        cond = getattr(op, "condition", None)
+        if cond is not None:
+            start = max([start] + [clbit_ready[b] for b in cond.clbits])
+        while len(out) <= start:
+            out.append([])
+        out[start].append(i)
+        for w in span:
+            free_at[w] = start + 1
+        if isinstance(op, Measure):
+            clbit_ready[op.clbit] = start + 1
+    return out
+
+
 def draw(circuit: "Circuit") -> str:
-    """One text line per wire; multi-wire gates mark control wires with ``●`` and targets with the label."""
+    """One text line per wire; controls are ``●``, CNOT targets ``X``, wires crossed by a gate ``│``."""
     n = circuit.n_qubits
     rows = [[] for _ in range(n)]
-    for layer in layers(circuit):
+    for layer in _draw_layers(circuit):
         cells = ["" for _ in range(n)]
         for i in layer:
             op = circuit.ops[i]
@@ -61,7 +83,7 @@ def draw(circuit: "Circuit") -> str:
                 for w in ws[:-1]:
                     cells[w] = "●"
                 cells[ws[-1]] = {"cnot": "X", "toffoli": "X", "cy": "Y", "cz": "●"}[op.name]
-            elif isinstance(op, Gate) and op.name.startswith("c") and op.name not in ("cphase",) and len(ws) == 2:
+            elif isinstance(op, Gate) and op.name in ("crx", "cry", "crz", "crot") and op.condition is None:
                 cells[ws[0]] = "●"
                 cells[ws[1]] = op.label()[1:]
             elif len(ws) > 1:
@@ -70,6 +92,9 @@ def draw(circuit: "Circuit") -> str:
                     cells[w] = f"{lab}[{j}]"
             else:
                 cells[ws[0]] = _label(op)
+            for w in range(min(ws) + 1, max(ws)):
+                if not cells[w]:
+                    cells[w] = "│"
         width = max(len(c) for c in cells)
         for w in range(n):
             rows[w].append(cells[w].center(width, "─") if cells[w] else "─" * width)
