@@ -33,7 +33,7 @@ The plain gate-by-gate path (:func:`qlstm.circuit.execute.run` with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -71,6 +71,14 @@ class _Slot:
     exprs: tuple[Expr, ...]
     template: Expr | None = None
     index: tuple[int, ...] = ()
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def _index(self, device) -> torch.Tensor:
+        key = str(device)
+        t = self._cache.get(key)
+        if t is None:
+            t = self._cache[key] = torch.tensor(self.index, dtype=torch.long, device=device)
+        return t
 
     @staticmethod
     def build(exprs: list[Expr]) -> "_Slot":
@@ -90,14 +98,19 @@ class _Slot:
 
     def evaluate(self, x, w, rdtype, device) -> torch.Tensor:
         if self.mode == "input":
-            cols = x[:, list(self.index)].T.unsqueeze(1)  # [m, 1, B]: template's x_0 reads [m, B]
+            cols = x.index_select(1, self._index(x.device)).T.unsqueeze(1)  # [m, 1, B]: x_0 reads [m, B]
             return self.template.evaluate(cols, None)
         if self.mode == "weight":
-            sel = w[..., list(self.index)]  # [*G, m]
+            sel = w.index_select(-1, self._index(w.device))  # [*G, m]
             return self.template.evaluate(None, sel.unsqueeze(-1)).movedim(-1, 0) if sel.dim() > 1 else \
                 self.template.evaluate(None, sel.unsqueeze(-1))
         if self.mode == "const":
-            return torch.tensor([float(e.evaluate(None, None)) for e in self.exprs], dtype=rdtype, device=device)
+            key = (rdtype, str(device))
+            t = self._cache.get(key)
+            if t is None:
+                t = self._cache[key] = torch.tensor([float(e.evaluate(None, None)) for e in self.exprs],
+                                                    dtype=rdtype, device=device)
+            return t
         vals = torch.broadcast_tensors(*[e.evaluate(x, w).to(rdtype) for e in self.exprs])
         return torch.stack(vals)
 
@@ -140,8 +153,15 @@ class _ConstBlock:
     """Product of constant gates, precomputed as a matrix (U acting on columns)."""
 
     matrix: torch.Tensor  # [D, D] complex128
+    _cache: dict = field(default_factory=dict, repr=False)
 
     def operator(self, cdtype, device):
+        key = (cdtype, str(device))
+        if key not in self._cache:
+            self._cache[key] = self._operator(cdtype, device)
+        return self._cache[key]
+
+    def _operator(self, cdtype, device):
         u = self.matrix.to(device=device, dtype=cdtype)
         nz = u.abs() > 1e-12
         if bool((nz.sum(1) == 1).all()) and bool((nz.sum(0) == 1).all()):
@@ -156,15 +176,34 @@ class _ConstBlock:
 class _Layer:
     """Single-qubit weight gates on distinct wires (one circuit moment)."""
 
-    groups: list[_Group]
+    gates: list[Gate]
 
-    def operator(self, w, cdtype, device, n: int):
-        per_wire: dict[int, torch.Tensor] = {}
-        for grp in self.groups:
-            mats = grp.matrices(None, w, cdtype, device)
-            for j, wire in enumerate(grp.wires):
-                per_wire[wire] = mats[j]
-        return ("layer", per_wire)
+
+@dataclass
+class _MergedLayers:
+    """All single-qubit layers of a weight-only run, evaluated in one batched call per gate name."""
+
+    groups: list[_Group]
+    # per layer: list of (wire, group index, position in that group)
+    where: list[list[tuple[int, int, int]]]
+
+    @staticmethod
+    def build(layers: list[_Layer]) -> "_MergedLayers":
+        by_name: dict[str, list[Gate]] = {}
+        where = []
+        for layer in layers:
+            entries = []
+            for g in layer.gates:
+                entries.append((g.wires[0], g.name, len(by_name.setdefault(g.name, []))))
+                by_name[g.name].append(g)
+            where.append(entries)
+        names = list(by_name)
+        groups = [_Group.build(by_name[nm]) for nm in names]
+        return _MergedLayers(groups, [[(w, names.index(nm), pos) for w, nm, pos in e] for e in where])
+
+    def operators(self, w, cdtype, device) -> list:
+        mats = [grp.matrices(None, w, cdtype, device) for grp in self.groups]
+        return [("layer", {wire: mats[gi][pos] for wire, gi, pos in entries}) for entries in self.where]
 
 
 def _chunks(n: int, size: int = 4) -> list[list[int]]:
@@ -175,10 +214,17 @@ def _kron(mats: list[torch.Tensor]) -> torch.Tensor:
     out = mats[0]
     for m in mats[1:]:
         a, b = out.shape[-1], m.shape[-1]
-        out = (out[..., :, None, :, None] * m[..., None, :, None, :]).reshape(
-            *torch.broadcast_shapes(out.shape[:-2], m.shape[:-2]), a * b, a * b
-        )
+        prod = out[..., :, None, :, None] * m[..., None, :, None, :]
+        out = prod.reshape(*prod.shape[:-4], a * b, a * b)
     return out
+
+
+def _bshape(a: tuple, b: tuple) -> tuple:
+    """Broadcast two shapes (plain Python; ``torch.broadcast_shapes`` costs ~20 us a call)."""
+    if len(a) < len(b):
+        a, b = b, a
+    b = (1,) * (len(a) - len(b)) + tuple(b)
+    return tuple(x if y == 1 else y for x, y in zip(a, b))
 
 
 def _apply_operator(state: torch.Tensor, op, n: int, x=None, w=None, cdtype=None, device=None) -> torch.Tensor:
@@ -190,6 +236,13 @@ def _apply_operator(state: torch.Tensor, op, n: int, x=None, w=None, cdtype=None
         return out if op[2] is None else out * op[2]
     if kind == "layer":
         per_wire = op[1]
+        if n <= 4 and len(per_wire) == n:
+            # one Kronecker product for the whole register, applied as a (batched) matmul:
+            # [B, D] or [*G, B, D] or rows-of-a-matrix [*G, D, D] times [*G, D, D]
+            kr = _kron([per_wire[wire] for wire in range(n)])
+            if kr.dim() > 2 and kr.shape[-3] == 1:
+                kr = kr.squeeze(-3)
+            return state @ kr.transpose(-1, -2)
         eye = None
         for chunk in _chunks(n):
             present = [wire for wire in chunk if wire in per_wire]
@@ -220,6 +273,19 @@ class _WeightRun:
     """A maximal run of weight-only gates, as const blocks, layers and single gates."""
 
     parts: list  # _ConstBlock | _Layer | Gate
+    merged: _MergedLayers | None = None
+
+    def operators(self, w, cdtype, device) -> list:
+        layer_ops = iter(self.merged.operators(w, cdtype, device)) if self.merged else iter(())
+        out = []
+        for part in self.parts:
+            if isinstance(part, _ConstBlock):
+                out.append(part.operator(cdtype, device))
+            elif isinstance(part, _Layer):
+                out.append(next(layer_ops))
+            else:
+                out.append(("gate", part))
+        return out
 
 
 # ---------------------------------------------------------------------------
@@ -231,9 +297,25 @@ class Program:
 
     circuit: Circuit
     amplitude: list[AmplitudeEncoding]
+    static_prefix: list[list[_Group]]  # leading data-free prefix gates, applied when binding
     prefix: list[list[_Group]]  # per position: groups of same-named gates on distinct wires
     steps: list  # Gate | _WeightRun
     fuse: bool
+
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def z_sign_matrix(self, dtype, device) -> torch.Tensor | None:
+        """``[2**n, n_obs]`` eigenvalue table when every observable is a Z string, else None."""
+        circ = self.circuit
+        if not circ.observables or not all(set(o.paulis) <= {"Z", "I"} for o in circ.observables):
+            return None
+        key = ("zsigns", dtype, str(device))
+        if key not in self._cache:
+            rd = torch.float64 if dtype == torch.complex128 else torch.float32
+            self._cache[key] = torch.stack(
+                [K.z_signs(circ.n_qubits, [w for p, w in zip(o.paulis, o.wires) if p == "Z"], dtype=rd, device=device)
+                 for o in circ.observables], dim=-1)
+        return self._cache[key]
 
     def bind(self, weights: torch.Tensor | None, *, dtype=torch.complex128, device=None) -> "BoundProgram":
         """Evaluate everything that depends on weights only.
@@ -251,17 +333,13 @@ class Program:
             if isinstance(step, Gate):
                 ops.append(("gate", step))
                 continue
-            run_ops = []
-            for part in step.parts:
-                if isinstance(part, _ConstBlock):
-                    run_ops.append(part.operator(dtype, device))
-                elif isinstance(part, _Layer):
-                    run_ops.append(part.operator(w, dtype, device, n))
-                else:
-                    run_ops.append(("gate", part))
+            run_ops = step.operators(w, dtype, device)
             if self.fuse:
-                m = torch.eye(2**n, dtype=dtype, device=device)  # rows are basis states
-                for op in run_ops:
+                if run_ops[0][0] == "dense":
+                    m, rest_ops = run_ops[0][1], run_ops[1:]
+                else:  # rows of the identity are the basis states
+                    m, rest_ops = torch.eye(2**n, dtype=dtype, device=device), run_ops
+                for op in rest_ops:
                     m = _apply_operator(m, op, n, None, w, dtype, device)
                 if m.dim() > 2 and m.shape[-3] == 1:
                     m = m.squeeze(-3)
@@ -271,47 +349,53 @@ class Program:
         return BoundProgram(self, w, ops, dtype, device)
 
 
+def _run_prefix(vecs: torch.Tensor, positions: list[list[_Group]], x, w, dtype, device, n: int) -> torch.Tensor:
+    """Apply prefix gate groups to per-wire vectors ``vecs [n, *batch, 2]``."""
+    for position in positions:
+        for grp in position:
+            mats = grp.matrices(x, w, dtype, device)  # [m, *batch, 2, 2]
+            whole = len(grp.wires) == n and grp.wires == tuple(range(n))
+            sub = vecs if whole else vecs[list(grp.wires)]  # [m, *batch', 2]
+            nb = max(mats.dim() - 3, sub.dim() - 2)
+            if mats.dim() - 3 < nb:
+                mats = mats.reshape(mats.shape[0], *([1] * (nb - mats.dim() + 3)), *mats.shape[1:])
+            if sub.dim() - 2 < nb:
+                sub = sub.reshape(sub.shape[0], *([1] * (nb - sub.dim() + 2)), *sub.shape[1:])
+            new = (mats * sub.unsqueeze(-2)).sum(-1)
+            if whole:
+                vecs = new
+            else:
+                bs = _bshape(tuple(vecs.shape[1:-1]), tuple(new.shape[1:-1]))
+                full = vecs.reshape(n, *([1] * (len(bs) - vecs.dim() + 2)), *vecs.shape[1:])
+                full = full.expand(n, *bs, 2).clone()
+                full[list(grp.wires)] = new.expand(len(grp.wires), *bs, 2)
+                vecs = full
+    return vecs
+
+
 class BoundProgram:
     """A :class:`Program` with its weights bound: call :meth:`state` / :meth:`expvals` on data."""
 
     def __init__(self, program: Program, weights, ops, dtype, device):
         self.program, self.weights, self.ops = program, weights, ops
         self.dtype, self.device = dtype, device
-        circ = program.circuit
-        self._zsigns = None
-        if circ.observables and all(set(o.paulis) <= {"Z", "I"} for o in circ.observables):
-            rd = torch.float64 if dtype == torch.complex128 else torch.float32
-            self._zsigns = torch.stack(
-                [K.z_signs(circ.n_qubits, [w for p, w in zip(o.paulis, o.wires) if p == "Z"], dtype=rd, device=device)
-                 for o in circ.observables], dim=-1)  # [2^n, n_obs]
+        self._zsigns = program.z_sign_matrix(dtype, device)
+        n = program.circuit.n_qubits
+        vecs0 = torch.zeros(n, 2, dtype=dtype, device=device)
+        vecs0[:, 0] = 1
+        # leading gates that read no data are applied once here, not at every call
+        self._vecs0 = _run_prefix(vecs0, program.static_prefix, None, weights, dtype, device, n)
 
     def encode(self, x: torch.Tensor | None, batch: int | None = None) -> torch.Tensor:
         """The state after the product-state prefix and amplitude encodings, ``[B, 2**n]``."""
         prog, dtype, device, w = self.program, self.dtype, self.device, self.weights
         n = prog.circuit.n_qubits
         batch = batch if batch is not None else (x.shape[0] if x is not None else 1)
-        vecs = torch.zeros(n, 2, dtype=dtype, device=device)
-        vecs[:, 0] = 1
-        for position in prog.prefix:
-            for grp in position:
-                mats = grp.matrices(x, w, dtype, device)  # [m, *batch, 2, 2]
-                sub = vecs[list(grp.wires)]  # [m, *batch', 2]
-                nb = max(mats.dim() - 3, sub.dim() - 2)
-                mats = mats.reshape(mats.shape[0], *([1] * (nb - mats.dim() + 3)), *mats.shape[1:])
-                sub = sub.reshape(sub.shape[0], *([1] * (nb - sub.dim() + 2)), *sub.shape[1:])
-                new = (mats @ sub.unsqueeze(-1)).squeeze(-1)
-                if list(grp.wires) == list(range(n)):
-                    vecs = new
-                else:
-                    bs = torch.broadcast_shapes(vecs.shape[1:-1], new.shape[1:-1])
-                    full = vecs.reshape(n, *([1] * (len(bs) - vecs.dim() + 2)), *vecs.shape[1:])
-                    full = full.expand(n, *bs, 2).clone()
-                    full[list(grp.wires)] = new.expand(len(grp.wires), *bs, 2)
-                    vecs = full
+        vecs = _run_prefix(self._vecs0, prog.prefix, x, w, dtype, device, n)
         state = vecs[0]
         for i in range(1, n):
             state = (state.unsqueeze(-1) * vecs[i].unsqueeze(-2)).flatten(-2)
-        state = state.expand(*torch.broadcast_shapes(state.shape[:-1], (batch,)), 2**n)
+        state = state.expand(*_bshape(tuple(state.shape[:-1]), (batch,)), 2**n)
         for enc in prog.amplitude:
             state = embed_fresh(state, amplitude_vector(enc, x, dtype), enc.wires, n)
         return state
@@ -327,7 +411,7 @@ class BoundProgram:
         """Final statevector ``[*G, B, 2**n]`` for inputs ``x [B, n_inputs]``."""
         state = self.evolve(self.encode(x, batch), x)
         if self.weights is not None and self.weights.dim() > 2:  # grouped weights [*G, 1, n_w]
-            state = state.expand(*torch.broadcast_shapes(self.weights.shape[:-1], state.shape[:-1]), state.shape[-1])
+            state = state.expand(*_bshape(tuple(self.weights.shape[:-1]), tuple(state.shape[:-1])), state.shape[-1])
         return state
 
     def measure(self, state: torch.Tensor) -> torch.Tensor:
@@ -370,8 +454,13 @@ def compile_program(circuit: Circuit, *, fuse_max_qubits: int = 6) -> Program:
         else:
             rest.append(op)
             entangled.update(op.wires)
-    depth = max((len(g) for g in per_wire), default=0)
-    prefix = [_groups_by_name([gs[j] for gs in per_wire if len(gs) > j]) for j in range(depth)]
+    static_len = [next((i for i, g in enumerate(gs) if g.uses_input), len(gs)) for gs in per_wire]
+    static = [gs[:k] for gs, k in zip(per_wire, static_len)]
+    dynamic = [gs[k:] for gs, k in zip(per_wire, static_len)]
+
+    def positions(lists: list[list[Gate]]) -> list[list[_Group]]:
+        depth = max((len(g) for g in lists), default=0)
+        return [_groups_by_name([gs[j] for gs in lists if len(gs) > j]) for j in range(depth)]
 
     steps: list = []
     run: list[Gate] = []
@@ -388,7 +477,7 @@ def compile_program(circuit: Circuit, *, fuse_max_qubits: int = 6) -> Program:
             flush()
             steps.append(g)
     flush()
-    prog = Program(circuit, amplitude, prefix, steps, n <= fuse_max_qubits)
+    prog = Program(circuit, amplitude, positions(static), positions(dynamic), steps, n <= fuse_max_qubits)
     circuit._program_cache = (key, prog)
     return prog
 
@@ -409,7 +498,7 @@ def _split_run(gates: list[Gate], n: int) -> _WeightRun:
 
     def flush_layer():
         if layer:
-            parts.append(_Layer(_groups_by_name(list(layer.values()))))
+            parts.append(_Layer(list(layer.values())))
             layer.clear()
 
     for g in gates:
@@ -429,4 +518,5 @@ def _split_run(gates: list[Gate], n: int) -> _WeightRun:
                 parts.append(g)
     flush_const()
     flush_layer()
-    return _WeightRun(parts)
+    layers_ = [p for p in parts if isinstance(p, _Layer)]
+    return _WeightRun(parts, _MergedLayers.build(layers_) if layers_ else None)

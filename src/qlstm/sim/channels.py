@@ -44,6 +44,14 @@ def _stack(ops: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.stack(ops, dim=-3)
 
 
+def _real_tensor(p, dtype, device) -> torch.Tensor:
+    """``p`` as a complex tensor of ``dtype``, going through the matching real precision
+    (a Python float must not pass through float32, the default dtype of ``torch.as_tensor``)."""
+    real = torch.float64 if dtype == torch.complex128 else torch.float32
+    t = p.to(device=device, dtype=real) if isinstance(p, torch.Tensor) else torch.as_tensor(p, dtype=real, device=device)
+    return t.to(dtype)
+
+
 def _pauli_mixture(p, letters: str, weights: Sequence[float], dtype, device) -> torch.Tensor:
     p = torch.as_tensor(p, dtype=torch.float64 if dtype == torch.complex128 else torch.float32, device=device)
     ops = [torch.sqrt(1 - p).to(dtype)[..., None, None] * pauli_matrix("I", dtype=dtype, device=device)]
@@ -84,7 +92,7 @@ def depolarizing(p, *, dtype=torch.complex128, device=None) -> torch.Tensor:
 
 def amplitude_damping(gamma, *, dtype=torch.complex128, device=None) -> torch.Tensor:
     r"""Amplitude damping: :math:`K_0 = |0\rangle\langle0| + \sqrt{1-\gamma}|1\rangle\langle1|,\ K_1 = \sqrt\gamma\,|0\rangle\langle1|`."""
-    g = torch.as_tensor(check_probability(gamma, "gamma"), device=device).to(dtype)
+    g = _real_tensor(check_probability(gamma, "gamma"), dtype, device)
     one, zero = torch.ones_like(g), torch.zeros_like(g)
     k0 = torch.stack([torch.stack([one, zero], -1), torch.stack([zero, torch.sqrt(1 - g)], -1)], -2)
     k1 = torch.stack([torch.stack([zero, torch.sqrt(g)], -1), torch.stack([zero, zero], -1)], -2)
@@ -93,7 +101,7 @@ def amplitude_damping(gamma, *, dtype=torch.complex128, device=None) -> torch.Te
 
 def phase_damping(gamma, *, dtype=torch.complex128, device=None) -> torch.Tensor:
     r"""Phase damping: :math:`K_0 = |0\rangle\langle0| + \sqrt{1-\gamma}|1\rangle\langle1|,\ K_1 = \sqrt\gamma\,|1\rangle\langle1|`."""
-    g = torch.as_tensor(check_probability(gamma, "gamma"), device=device).to(dtype)
+    g = _real_tensor(check_probability(gamma, "gamma"), dtype, device)
     one, zero = torch.ones_like(g), torch.zeros_like(g)
     k0 = torch.stack([torch.stack([one, zero], -1), torch.stack([zero, torch.sqrt(1 - g)], -1)], -2)
     k1 = torch.stack([torch.stack([zero, zero], -1), torch.stack([zero, torch.sqrt(g)], -1)], -2)

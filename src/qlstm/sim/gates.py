@@ -46,72 +46,75 @@ def real_dtype_for(dtype: torch.dtype) -> torch.dtype:
     return torch.float32
 
 
+_FIXED_CACHE: dict = {}
+
+
 def _fixed(rows: Sequence[Sequence[complex]]) -> Callable[..., torch.Tensor]:
     data = [[complex(v) for v in row] for row in rows]
 
     def build(*, dtype: torch.dtype, device: torch.device | str | None = None) -> torch.Tensor:
-        return torch.tensor(data, dtype=dtype, device=device)
+        # fixed matrices are built once per (dtype, device) and shared: they are never written to
+        key = (id(data), dtype, str(device))
+        m = _FIXED_CACHE.get(key)
+        if m is None:
+            m = _FIXED_CACHE[key] = torch.tensor(data, dtype=dtype, device=device)
+        return m
 
     return build
 
 
-def _mat(entries: list[list[torch.Tensor]]) -> torch.Tensor:
-    """Stack a nested list of equally-shaped tensors into ``[..., d, d]``."""
-    return torch.stack([torch.stack(row, dim=-1) for row in entries], dim=-2)
+def _complex(re: list[torch.Tensor], im: list[torch.Tensor], d: int, cdtype: torch.dtype) -> torch.Tensor:
+    """Assemble a ``[..., d, d]`` complex matrix from row-major real and imaginary entries."""
+    m = torch.complex(torch.stack(re, dim=-1), torch.stack(im, dim=-1))
+    m = m.reshape(*m.shape[:-1], d, d)
+    return m if m.dtype == cdtype else m.to(cdtype)
 
 
-def _cs(theta: torch.Tensor, cdtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    half = theta / 2
-    return torch.cos(half).to(cdtype), torch.sin(half).to(cdtype)
-
-
-def _phase(angle: torch.Tensor, cdtype: torch.dtype) -> torch.Tensor:
-    return torch.polar(torch.ones_like(angle), angle).to(cdtype)
+def _cs(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    half = theta * 0.5
+    return torch.cos(half), torch.sin(half)
 
 
 def rx(theta: torch.Tensor, cdtype: torch.dtype) -> torch.Tensor:
-    c, s = _cs(theta, cdtype)
-    return _mat([[c, -1j * s], [-1j * s, c]])
+    c, s = _cs(theta)
+    z = torch.zeros_like(c)
+    return _complex([c, z, z, c], [z, -s, -s, z], 2, cdtype)
 
 
 def ry(theta: torch.Tensor, cdtype: torch.dtype) -> torch.Tensor:
-    c, s = _cs(theta, cdtype)
-    return _mat([[c, -s], [s, c]])
+    c, s = _cs(theta)
+    z = torch.zeros_like(c)
+    return _complex([c, -s, s, c], [z, z, z, z], 2, cdtype)
 
 
 def rz(theta: torch.Tensor, cdtype: torch.dtype) -> torch.Tensor:
-    zero = torch.zeros_like(theta, dtype=cdtype)
-    return _mat([[_phase(-theta / 2, cdtype), zero], [zero, _phase(theta / 2, cdtype)]])
+    c, s = _cs(theta)
+    z = torch.zeros_like(c)
+    return _complex([c, z, z, c], [-s, z, z, s], 2, cdtype)
 
 
 def phase_shift(phi: torch.Tensor, cdtype: torch.dtype) -> torch.Tensor:
-    zero = torch.zeros_like(phi, dtype=cdtype)
-    one = torch.ones_like(phi, dtype=cdtype)
-    return _mat([[one, zero], [zero, _phase(phi, cdtype)]])
+    z = torch.zeros_like(phi)
+    return _complex([torch.ones_like(phi), z, z, torch.cos(phi)], [z, z, z, torch.sin(phi)], 2, cdtype)
 
 
 def u3(theta: torch.Tensor, phi: torch.Tensor, lam: torch.Tensor, cdtype: torch.dtype) -> torch.Tensor:
     """Qiskit's U(theta, phi, lam) = RZ(phi) RY(theta) RZ(lam) * e^{i(phi+lam)/2}."""
     theta, phi, lam = torch.broadcast_tensors(theta, phi, lam)
-    c, s = _cs(theta, cdtype)
-    return _mat(
-        [
-            [c, -_phase(lam, cdtype) * s],
-            [_phase(phi, cdtype) * s, _phase(phi + lam, cdtype) * c],
-        ]
-    )
+    c, s = _cs(theta)
+    cl, sl, cp, sp = torch.cos(lam), torch.sin(lam), torch.cos(phi), torch.sin(phi)
+    cpl, spl = torch.cos(phi + lam), torch.sin(phi + lam)
+    return _complex([c, -cl * s, cp * s, cpl * c], [torch.zeros_like(c), -sl * s, sp * s, spl * c], 2, cdtype)
 
 
 def rot(phi: torch.Tensor, theta: torch.Tensor, omega: torch.Tensor, cdtype: torch.dtype) -> torch.Tensor:
     """PennyLane's Rot(phi, theta, omega) = RZ(omega) RY(theta) RZ(phi)."""
     phi, theta, omega = torch.broadcast_tensors(phi, theta, omega)
-    c, s = _cs(theta, cdtype)
-    return _mat(
-        [
-            [_phase(-(phi + omega) / 2, cdtype) * c, -_phase((phi - omega) / 2, cdtype) * s],
-            [_phase(-(phi - omega) / 2, cdtype) * s, _phase((phi + omega) / 2, cdtype) * c],
-        ]
-    )
+    c, s = _cs(theta)
+    a, b = (phi + omega) * 0.5, (phi - omega) * 0.5
+    ca, sa, cb, sb = torch.cos(a), torch.sin(a), torch.cos(b), torch.sin(b)
+    cac, sac, cbs, sbs = ca * c, sa * c, cb * s, sb * s
+    return _complex([cac, -cbs, cbs, cac], [-sac, -sbs, -sbs, sac], 2, cdtype)
 
 
 def controlled(u: torch.Tensor) -> torch.Tensor:
@@ -124,23 +127,24 @@ def controlled(u: torch.Tensor) -> torch.Tensor:
 
 
 def ising_xx(phi: torch.Tensor, cdtype: torch.dtype) -> torch.Tensor:
-    c, s = _cs(phi, cdtype)
+    c, s = _cs(phi)
     z = torch.zeros_like(c)
-    js = -1j * s
-    return _mat([[c, z, z, js], [z, c, js, z], [z, js, c, z], [js, z, z, c]])
+    return _complex([c, z, z, z, z, c, z, z, z, z, c, z, z, z, z, c],
+                    [z, z, z, -s, z, z, -s, z, z, -s, z, z, -s, z, z, z], 4, cdtype)
 
 
 def ising_yy(phi: torch.Tensor, cdtype: torch.dtype) -> torch.Tensor:
-    c, s = _cs(phi, cdtype)
+    c, s = _cs(phi)
     z = torch.zeros_like(c)
-    js = 1j * s
-    return _mat([[c, z, z, js], [z, c, -js, z], [z, -js, c, z], [js, z, z, c]])
+    return _complex([c, z, z, z, z, c, z, z, z, z, c, z, z, z, z, c],
+                    [z, z, z, s, z, z, -s, z, z, -s, z, z, s, z, z, z], 4, cdtype)
 
 
 def ising_zz(phi: torch.Tensor, cdtype: torch.dtype) -> torch.Tensor:
-    m, p = _phase(-phi / 2, cdtype), _phase(phi / 2, cdtype)
-    z = torch.zeros_like(m)
-    return _mat([[m, z, z, z], [z, p, z, z], [z, z, p, z], [z, z, z, m]])
+    c, s = _cs(phi)
+    z = torch.zeros_like(c)
+    return _complex([c, z, z, z, z, c, z, z, z, z, c, z, z, z, z, c],
+                    [-s, z, z, z, z, s, z, z, z, z, s, z, z, z, z, -s], 4, cdtype)
 
 
 _S2 = 1 / math.sqrt(2)

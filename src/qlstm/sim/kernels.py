@@ -60,6 +60,11 @@ def apply_matrix(state: torch.Tensor, matrix: torch.Tensor, wires: Sequence[int]
         ``[..., 2**n]``, the new state.
     """
     k = len(wires)
+    if k == n and all(w == i for i, w in enumerate(wires)):
+        # the whole register in order: one matmul
+        if matrix.dim() == 2:
+            return state @ matrix.T
+        return (state.unsqueeze(-2) @ matrix.transpose(-1, -2)).squeeze(-2)
     lead = state.shape[:-1]
     nl = len(lead)
     psi = state.reshape(*lead, *([2] * n))

@@ -1,0 +1,75 @@
+"""Noise placement: a pure function from a circuit to a noisy copy of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import CircuitError
+from ..sim.channels import CHANNELS, check_probability
+from .circuit import Circuit
+from .draw import layers
+from .ops import Channel, Gate, Measure
+
+__all__ = ["NoiseModel", "insert_noise", "PLACEMENTS"]
+
+PLACEMENTS = ("end", "layer", "gate")
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    """A single-qubit channel applied with probability ``p`` at ``placement``.
+
+    Placements:
+        ``"end"``: on every wire after its last gate (before measurement), as in the
+        QConvLSTM paper's noise study; ``"layer"``: on every wire after each circuit
+        layer (moment); ``"gate"``: on the wires of every gate, right after it.
+    """
+
+    channel: str
+    p: float
+    placement: str = "end"
+
+    def __post_init__(self):
+        key = self.channel.lower().replace("-", "_")
+        if key not in CHANNELS:
+            raise CircuitError(f"unknown noise channel {self.channel!r}; valid channels: {', '.join(CHANNELS)}")
+        object.__setattr__(self, "channel", key)
+        check_probability(self.p, "noise probability")
+        if self.placement not in PLACEMENTS:
+            raise CircuitError(f"unknown noise placement {self.placement!r}; valid: {', '.join(PLACEMENTS)}")
+
+
+def insert_noise(circuit: Circuit, noise: NoiseModel | None) -> Circuit:
+    """A copy of ``circuit`` with ``noise`` channels inserted (the circuit itself is unchanged)."""
+    if noise is None or noise.p == 0:
+        return circuit
+    out = circuit.copy()
+    out.ops = []
+    out.name = f"{circuit.name}+{noise.channel}({noise.p:g})@{noise.placement}"
+    n = circuit.n_qubits
+
+    def add(wires):
+        for w in wires:
+            out.ops.append(Channel(noise.channel, (w,), float(noise.p)))
+
+    if noise.placement == "gate":
+        for op in circuit.ops:
+            out.ops.append(op)
+            if isinstance(op, Gate):
+                add(op.wires)
+    elif noise.placement == "layer":
+        for layer in layers(circuit):
+            touched = set()
+            for i in layer:
+                out.ops.append(circuit.ops[i])
+                if isinstance(circuit.ops[i], Gate):
+                    touched.update(circuit.ops[i].wires)
+            if touched:
+                add(range(n))
+    else:
+        first_measure = next((i for i, op in enumerate(circuit.ops) if isinstance(op, Measure)), len(circuit.ops))
+        out.ops.extend(circuit.ops[:first_measure])
+        add(range(n))
+        out.ops.extend(circuit.ops[first_measure:])
+    out._version = circuit._version + 1
+    return out
