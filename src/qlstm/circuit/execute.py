@@ -219,7 +219,11 @@ class Analysis:
 def analyse(circuit: Circuit) -> Analysis:
     """Find terminal measurements and count what forces branching or density matrices."""
     terminal: set[int] = set()
-    touched_after: set[int] = set()
+    # an X or Y observable reads a measured wire after the collapse: the measurement
+    # must really happen (it dephases the wire), so it is not terminal
+    touched_after: set[int] = {
+        w for o in circuit.observables for p, w in zip(o.paulis, o.wires) if p in "XY"
+    }
     read_after: set[int] = set()
     written_after: set[int] = set()
     for i in range(len(circuit.ops) - 1, -1, -1):

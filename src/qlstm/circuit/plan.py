@@ -148,28 +148,57 @@ def _groups_by_name(gates: list[Gate]) -> list[_Group]:
 # compiled steps
 
 
+def _is_monomial(m: torch.Tensor) -> bool:
+    """One non-zero per row and column: a permutation with phases."""
+    nz = m.abs() > 1e-12
+    return bool((nz.sum(-1) == 1).all()) and bool((nz.sum(-2) == 1).all())
+
+
 @dataclass
 class _ConstBlock:
-    """Product of constant gates, precomputed as a matrix (U acting on columns)."""
+    """Product of constant gates, turned into an operator once per dtype and device.
 
-    matrix: torch.Tensor  # [D, D] complex128
+    Small registers get a dense matrix (or an index gather if it is a
+    permutation with phases). For wide registers a dense ``2^n x 2^n`` matrix is
+    out of the question: a block of monomial gates (CNOT, SWAP, X, CZ, S, T,
+    Toffoli ...) becomes an index gather computed by running the gates on
+    ``[1, 2, ..., 2^n]``; any other constant gates stay single gates.
+    """
+
+    gates: list[Gate]
+    n: int
+    dense: bool
     _cache: dict = field(default_factory=dict, repr=False)
 
-    def operator(self, cdtype, device):
+    def operators(self, cdtype, device) -> list:
         key = (cdtype, str(device))
         if key not in self._cache:
-            self._cache[key] = self._operator(cdtype, device)
+            self._cache[key] = self._operators(cdtype, device)
         return self._cache[key]
 
-    def _operator(self, cdtype, device):
-        u = self.matrix.to(device=device, dtype=cdtype)
-        nz = u.abs() > 1e-12
-        if bool((nz.sum(1) == 1).all()) and bool((nz.sum(0) == 1).all()):
-            index = nz.to(torch.int8).argmax(1)
-            phase = u[torch.arange(u.shape[0], device=device), index]
-            ones = bool(torch.allclose(phase, torch.ones_like(phase)))
-            return ("perm", index, None if ones else phase)
-        return ("dense", u.T)
+    def _operators(self, cdtype, device) -> list:
+        n = self.n
+        if self.dense:
+            m = torch.eye(2**n, dtype=torch.complex128, device=device)
+            for g in self.gates:
+                m = _apply_gate(m, gate_matrix_of(g, None, None, torch.complex128, device), g, n)
+            u = m.T  # rows of m are U e_j
+            if _is_monomial(u):
+                return [_perm_operator(u.sum(1), u.abs().argmax(1), cdtype)]
+            return [("dense", u.T.to(cdtype))]
+        if all(_is_monomial(gate_matrix_of(g, None, None, torch.complex128, None)) for g in self.gates):
+            # U v for v = [1, 2, ..., 2^n]: entry i is u_i * (j(i) + 1) with j(i) the source index
+            v = torch.arange(1, 2**n + 1, dtype=torch.float64, device=device).to(torch.complex128)
+            for g in self.gates:
+                v = _apply_gate(v, gate_matrix_of(g, None, None, torch.complex128, device), g, n)
+            index = v.abs().round().long() - 1
+            return [_perm_operator(v / (index + 1), index, cdtype)]
+        return [("gate", g) for g in self.gates]
+
+
+def _perm_operator(phase: torch.Tensor, index: torch.Tensor, cdtype):
+    ones = bool(torch.allclose(phase, torch.ones_like(phase)))
+    return ("perm", index, None if ones else phase.to(cdtype))
 
 
 @dataclass
@@ -280,7 +309,7 @@ class _WeightRun:
         out = []
         for part in self.parts:
             if isinstance(part, _ConstBlock):
-                out.append(part.operator(cdtype, device))
+                out.extend(part.operators(cdtype, device))
             elif isinstance(part, _Layer):
                 out.append(next(layer_ops))
             else:
@@ -386,6 +415,34 @@ class BoundProgram:
         # leading gates that read no data are applied once here, not at every call
         self._vecs0 = _run_prefix(vecs0, program.static_prefix, None, weights, dtype, device, n)
 
+    def subset(self, index: slice | int) -> "BoundProgram":
+        """The bound program of a subset of the weight groups (first group dimension).
+
+        Lets one bind of ``[6, n_weights]`` serve the four gate VQCs and the
+        two processing VQCs of a QLSTM cell separately.
+        """
+        if self.weights is None or self.weights.dim() < 3:
+            raise CircuitError("subset() needs grouped weights [G, n_weights]")
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+
+        def cut(t):
+            return t[index] if isinstance(t, torch.Tensor) and t.dim() > 2 else t
+
+        ops = []
+        for op in self.ops:
+            if op[0] == "dense":
+                ops.append(("dense", cut(op[1])))
+            elif op[0] == "layer":
+                ops.append(("layer", {w: cut(m) for w, m in op[1].items()}))
+            else:
+                ops.append(op)
+        out = object.__new__(BoundProgram)
+        out.program, out.weights, out.ops = self.program, self.weights[index], ops
+        out.dtype, out.device, out._zsigns = self.dtype, self.device, self._zsigns
+        out._vecs0 = self._vecs0[:, index] if self._vecs0.dim() > 3 else self._vecs0
+        return out
+
     def encode(self, x: torch.Tensor | None, batch: int | None = None) -> torch.Tensor:
         """The state after the product-state prefix and amplitude encodings, ``[B, 2**n]``."""
         prog, dtype, device, w = self.program, self.dtype, self.device, self.weights
@@ -449,7 +506,8 @@ def compile_program(circuit: Circuit, *, fuse_max_qubits: int = 6) -> Program:
             continue
         if not isinstance(op, Gate) or op.condition is not None:
             raise CircuitError(f"compile_program takes pure circuits only; found {op!r}")
-        if len(op.wires) == 1 and op.wires[0] not in entangled:
+        if len(op.wires) == 1 and op.wires[0] not in entangled and op.name != "unitary":
+            # (a "unitary" has no GateSpec, so it cannot join a batched prefix group)
             per_wire[op.wires[0]].append(op)
         else:
             rest.append(op)
@@ -467,7 +525,7 @@ def compile_program(circuit: Circuit, *, fuse_max_qubits: int = 6) -> Program:
 
     def flush():
         if run:
-            steps.append(_split_run(list(run), n))
+            steps.append(_split_run(list(run), n, fuse_max_qubits))
         run.clear()
 
     for g in rest:
@@ -482,7 +540,7 @@ def compile_program(circuit: Circuit, *, fuse_max_qubits: int = 6) -> Program:
     return prog
 
 
-def _split_run(gates: list[Gate], n: int) -> _WeightRun:
+def _split_run(gates: list[Gate], n: int, fuse_max_qubits: int) -> _WeightRun:
     """Split weight-only gates into constant blocks, single-qubit layers and single gates."""
     parts: list = []
     const: list[Gate] = []
@@ -490,10 +548,7 @@ def _split_run(gates: list[Gate], n: int) -> _WeightRun:
 
     def flush_const():
         if const:
-            m = torch.eye(2**n, dtype=torch.complex128)
-            for g in const:
-                m = _apply_gate(m, gate_matrix_of(g, None, None, torch.complex128, None), g, n)
-            parts.append(_ConstBlock(m.T.contiguous()))  # rows of m are U e_j -> U = m.T
+            parts.append(_ConstBlock(list(const), n, dense=n <= fuse_max_qubits))
             const.clear()
 
     def flush_layer():

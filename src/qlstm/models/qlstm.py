@@ -1,0 +1,192 @@
+"""QLSTM of Chen, Yoo & Fang (2020): an LSTM cell whose six transforms are VQCs.
+
+Per time step, with :math:`v_t = [x_t, h_{t-1}]`:
+
+.. math::
+    f_t &= \\sigma(\\mathrm{VQC}_1(v_t)),\\quad i_t = \\sigma(\\mathrm{VQC}_2(v_t)),\\quad
+    \\tilde c_t = \\tanh(\\mathrm{VQC}_3(v_t)),\\quad o_t = \\sigma(\\mathrm{VQC}_4(v_t)) \\\\
+    c_t &= f_t \\circ c_{t-1} + i_t \\circ \\tilde c_t \\\\
+    h_t &= \\mathrm{VQC}_5(o_t \\circ \\tanh c_t),\\quad y_t = \\mathrm{VQC}_6(o_t \\circ \\tanh c_t)
+
+Run order inside a cell: the four gate VQCs (forget, input, candidate, output)
+read the same :math:`v_t` and are evaluated as **one** batched call; then the
+hidden-state and output processing VQCs, again as one call.
+
+Speed: with exact simulation of pure circuits, the weights of all VQCs are
+bound once per forward pass (their variational unitaries are built once and
+reused at every time step, see :mod:`qlstm.circuit.plan`); each time step then
+costs one encoding and one matrix product per group of VQCs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..circuit.noise import NoiseModel
+from ..circuit.templates import chen_vqc
+from ..errors import InputError, QlstmError
+from ..nn import QuantumLayer
+from .lstm import _check_finite, _fmt
+
+__all__ = ["QLSTM", "GATE_NAMES"]
+
+GATE_NAMES = ("forget", "input", "candidate", "output")
+
+
+class QLSTM(nn.Module):
+    r"""Quantum LSTM (Chen, Yoo & Fang 2020) with six VQCs per cell.
+
+    Args:
+        input_size: features per time step.
+        hidden_size: size of :math:`h_t` and :math:`c_t`.
+        n_qubits: qubits per VQC. ``mode="faithful"`` requires (and defaults to)
+            ``input_size + hidden_size``; ``mode="adapter"`` defaults to 4.
+        n_layers: variational layers per VQC.
+        mode: ``"faithful"`` -- :math:`v_t` is encoded straight into the gate VQCs
+            (``n_qubits = input + hidden``, as in the authors' code); the gate VQCs
+            measure ``<Z>`` on the first ``hidden_size`` wires; VQC5/VQC6 run on
+            ``hidden_size`` qubits. ``"adapter"`` -- classical linear layers map
+            :math:`v_t` into ``n_qubits`` inputs and the ``n_qubits`` outputs back
+            to ``hidden_size`` (as most public QLSTMs do); all six VQCs then share
+            one circuit shape and are evaluated together.
+        noise: optional :class:`~qlstm.circuit.noise.NoiseModel` applied to every VQC.
+        shots: None for exact expectation values, else shots per circuit execution.
+        generator: ``torch.Generator`` for initialisation (and shot sampling).
+        batch_first: input ``[B, T, input_size]`` if True, else ``[T, B, input_size]``.
+        dtype: float32 (complex64 simulation) or float64.
+
+    Shape:
+        - input: ``[B, T, input_size]``; state ``(h_0, c_0)`` each ``[1, B, hidden_size]``
+        - output: ``outputs [B, T, hidden_size]`` (the VQC6 outputs :math:`y_t`),
+          ``(h_n, c_n)`` each ``[1, B, hidden_size]``
+
+    Example:
+        >>> model = QLSTM(input_size=1, hidden_size=3, n_layers=2)   # 4 qubits, faithful
+        >>> out, (h, c) = model(torch.randn(16, 4, 1))
+        >>> out.shape, h.shape
+        (torch.Size([16, 4, 3]), torch.Size([1, 16, 3]))
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        n_qubits: int | None = None,
+        n_layers: int = 2,
+        *,
+        mode: str = "faithful",
+        noise: NoiseModel | None = None,
+        shots: int | None = None,
+        generator: torch.Generator | None = None,
+        batch_first: bool = True,
+        dtype: torch.dtype = torch.float32,
+        device=None,
+    ):
+        super().__init__()
+        for name, v in (("input_size", input_size), ("hidden_size", hidden_size), ("n_layers", n_layers)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "n_layers" else 1):
+                raise QlstmError(f"{name} must be a positive int, got {v!r}")
+        if mode not in ("faithful", "adapter"):
+            raise QlstmError(f"mode must be 'faithful' or 'adapter', got {mode!r}")
+        if mode == "faithful":
+            need = input_size + hidden_size
+            if n_qubits is not None and n_qubits != need:
+                raise QlstmError(
+                    f"faithful mode encodes [x_t, h_(t-1)] one value per qubit: n_qubits must be "
+                    f"input_size + hidden_size = {need}, got {n_qubits}; use mode='adapter' for other sizes"
+                )
+            n_qubits = need
+        else:
+            n_qubits = 4 if n_qubits is None else n_qubits
+            if not isinstance(n_qubits, int) or n_qubits < 1:
+                raise QlstmError(f"n_qubits must be a positive int, got {n_qubits!r}")
+        self.input_size, self.hidden_size, self.n_qubits, self.n_layers = input_size, hidden_size, n_qubits, n_layers
+        self.mode, self.batch_first = mode, batch_first
+        self.num_layers = 1
+        kw = dict(noise=noise, shots=shots, generator=generator, dtype=dtype, device=device)
+        if mode == "faithful":
+            self.gates = QuantumLayer(chen_vqc(n_qubits, n_layers, range(hidden_size), name="qlstm_gate"),
+                                      copies=4, **kw)
+            self.process = QuantumLayer(chen_vqc(hidden_size, n_layers, name="qlstm_process"), copies=2, **kw)
+        else:
+            self.vqc = QuantumLayer(chen_vqc(n_qubits, n_layers, name="qlstm_vqc"), copies=6, **kw)
+            fk = dict(dtype=dtype, device=device)
+            self.proj_gates = nn.Linear(input_size + hidden_size, n_qubits, **fk)
+            self.proj_process = nn.Linear(hidden_size, n_qubits, **fk)
+            # one output map per VQC: [6, n_qubits, hidden]
+            self.out_weight = nn.Parameter(torch.empty(6, n_qubits, hidden_size, **fk))
+            self.out_bias = nn.Parameter(torch.zeros(6, 1, hidden_size, **fk))
+            bound = 1 / n_qubits**0.5
+            with torch.no_grad():
+                self.out_weight.copy_(
+                    (torch.rand(6, n_qubits, hidden_size, generator=generator, dtype=dtype) * 2 - 1) * bound
+                )
+
+    # -- helpers -------------------------------------------------------------
+    @staticmethod
+    def _vqc_runner(layer: QuantumLayer, index: slice | None = None):
+        """A function ``v -> [copies, B, outputs]``; binds weights once per forward when possible."""
+        if layer._pure and layer.shots is None:
+            bound = layer.bind()
+            return (bound if index is None else bound.subset(index)).expvals
+        if index is None:
+            return layer
+        return lambda v: layer(v)[index]
+
+    def _check(self, x: Tensor, state) -> tuple[Tensor, Tensor, Tensor]:
+        if not isinstance(x, Tensor) or x.dim() != 3:
+            raise InputError(
+                f"QLSTM expects a 3-D input [batch, time, {self.input_size}] (batch_first={self.batch_first}), "
+                f"got {_fmt(x.shape) if isinstance(x, Tensor) else type(x).__name__}"
+            )
+        if not self.batch_first:
+            x = x.transpose(0, 1)
+        if x.shape[2] != self.input_size:
+            raise InputError(f"QLSTM input has {x.shape[2]} features in dimension 2, expected input_size={self.input_size}")
+        _check_finite("QLSTM input", x)
+        ref = next(self.parameters())
+        x = x.to(ref.dtype)
+        b = x.shape[0]
+        if state is None:
+            z = torch.zeros(b, self.hidden_size, dtype=ref.dtype, device=ref.device)
+            return x, z, z
+        h, c = state
+        for name, t in (("h_0", h), ("c_0", c)):
+            if tuple(t.shape) != (1, b, self.hidden_size):
+                raise InputError(f"QLSTM state {name} must be [1, {b}, {self.hidden_size}], got {_fmt(t.shape)}")
+            _check_finite(f"QLSTM state {name}", t)
+        return x, h[0].to(ref.dtype), c[0].to(ref.dtype)
+
+    # -- forward ---------------------------------------------------------------
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None):
+        x, h, c = self._check(x, state)
+        outputs = []
+        if self.mode == "faithful":
+            gates, process = self._vqc_runner(self.gates), self._vqc_runner(self.process)
+            for t in range(x.shape[1]):
+                g = gates(torch.cat([x[:, t], h], dim=1))  # [4, B, hidden]
+                c = torch.sigmoid(g[0]) * c + torch.sigmoid(g[1]) * torch.tanh(g[2])
+                p = process(torch.sigmoid(g[3]) * torch.tanh(c))  # [2, B, hidden]
+                h = p[0]
+                outputs.append(p[1])
+        else:
+            gates, process = self._vqc_runner(self.vqc, slice(0, 4)), self._vqc_runner(self.vqc, slice(4, 6))
+            w_g, b_g = self.out_weight[:4], self.out_bias[:4]
+            w_p, b_p = self.out_weight[4:], self.out_bias[4:]
+            for t in range(x.shape[1]):
+                e = gates(self.proj_gates(torch.cat([x[:, t], h], dim=1)))  # [4, B, n_qubits]
+                g = torch.baddbmm(b_g, e, w_g)  # [4, B, hidden]
+                c = torch.sigmoid(g[0]) * c + torch.sigmoid(g[1]) * torch.tanh(g[2])
+                e2 = process(self.proj_process(torch.sigmoid(g[3]) * torch.tanh(c)))  # [2, B, n_qubits]
+                p = torch.baddbmm(b_p, e2, w_p)  # [2, B, hidden]
+                h = p[0]
+                outputs.append(p[1])
+        out = torch.stack(outputs, dim=1)
+        if not self.batch_first:
+            out = out.transpose(0, 1)
+        return out, (h.unsqueeze(0), c.unsqueeze(0))
+
+    def extra_repr(self) -> str:
+        return (f"input_size={self.input_size}, hidden_size={self.hidden_size}, n_qubits={self.n_qubits}, "
+                f"n_layers={self.n_layers}, mode={self.mode!r}")
