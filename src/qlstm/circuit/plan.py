@@ -41,6 +41,7 @@ from ..errors import CircuitError
 from ..sim import kernels as K
 from ..sim.gates import lookup
 from .circuit import Circuit
+from .adjoint import FusedExpval, eligible_gate
 from .execute import amplitude_vector, embed_fresh, gate_matrix_of
 from .expr import BinOp, Const, Expr, Func, Input, Weight
 from .ops import AmplitudeEncoding, Gate, Measure
@@ -405,6 +406,9 @@ def _run_prefix(vecs: torch.Tensor, positions: list[list[_Group]], x, w, dtype, 
 class BoundProgram:
     """A :class:`Program` with its weights bound: call :meth:`state` / :meth:`expvals` on data."""
 
+    #: use the hand-written backward of :mod:`qlstm.circuit.adjoint` where it applies
+    fused = True
+
     def __init__(self, program: Program, weights, ops, dtype, device):
         self.program, self.weights, self.ops = program, weights, ops
         self.dtype, self.device = dtype, device
@@ -478,9 +482,50 @@ class BoundProgram:
         circ = self.program.circuit
         return torch.stack([K.expval_pauli(state, o.paulis, o.wires, circ.n_qubits) for o in circ.observables], -1)
 
+    def _fused_spec(self):
+        """The (spec, m) of :class:`~qlstm.circuit.adjoint.FusedExpval` if this program fits it, else None."""
+        prog = self.program
+        if self._zsigns is None or prog.amplitude or self._vecs0.requires_grad or self._vecs0.dim() != 2:
+            return None
+        if len(self.ops) > 1 or (self.ops and self.ops[0][0] != "dense"):
+            return None
+        spec = []
+        for position in prog.prefix:
+            for grp in position:
+                if not eligible_gate(grp.name) or any(sl.mode not in ("input", "const") for sl in grp.slots):
+                    return None
+                spec.append(grp)
+        if not any(sl.mode == "input" for grp in spec for sl in grp.slots):
+            return None
+        return spec, (self.ops[0][1] if self.ops else None)
+
     def expvals(self, x: torch.Tensor | None, batch: int | None = None) -> torch.Tensor:
-        """``[*G, B, n_observables]`` exact expectation values."""
-        return self.measure(self.state(x, batch))
+        """``[*G, B, n_observables]`` exact expectation values.
+
+        Uses the hand-written backward of :mod:`qlstm.circuit.adjoint` when the
+        circuit has its shape (data-encoding rotations, one fused unitary, Z
+        read-outs); otherwise the autograd path :meth:`state` + :meth:`measure`.
+        """
+        fused = self._fused_spec() if self.fused else None
+        if fused is None:
+            return self.measure(self.state(x, batch))
+        groups, m = fused
+        rd = torch.float64 if self.dtype == torch.complex128 else torch.float32
+        spec, angles = [], []
+        for grp in groups:
+            spec_fixed = None
+            if lookup(grp.name).num_params == 0:
+                spec_fixed = grp.matrices(x, None, self.dtype, self.device)
+            else:
+                theta = grp.slots[0].evaluate(x, None, rd, self.device)
+                if theta.dim() == 1:  # constant angles: same for every sample
+                    theta = theta.unsqueeze(-1).expand(-1, x.shape[0])
+                angles.append(theta)
+            spec.append((grp.name, grp.wires, spec_fixed))
+        out = FusedExpval.apply(spec, self._vecs0, m, self._zsigns, *angles)
+        if self.weights is not None and self.weights.dim() > 2 and (m is None or m.dim() == 2):
+            out = out.expand(*self.weights.shape[:-2], *out.shape[-2:])
+        return out
 
 
 def compile_program(circuit: Circuit, *, fuse_max_qubits: int = 6) -> Program:
