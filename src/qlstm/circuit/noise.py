@@ -20,7 +20,7 @@ class NoiseModel:
     """A single-qubit channel applied with probability ``p`` at ``placement``.
 
     Placements:
-        ``"end"``: on every wire after its last gate (before measurement), as in the
+        ``"end"``: on every wire at the end of the circuit (before the final measurements), as in the
         QConvLSTM paper's noise study; ``"layer"``: on every wire after each circuit
         layer (moment); ``"gate"``: on the wires of every gate, right after it.
     """
@@ -67,9 +67,12 @@ def insert_noise(circuit: Circuit, noise: NoiseModel | None) -> Circuit:
             if touched:
                 add(range(n))
     else:
-        first_measure = next((i for i, op in enumerate(circuit.ops) if isinstance(op, Measure)), len(circuit.ops))
-        out.ops.extend(circuit.ops[:first_measure])
+        # before the trailing block of measurements (mid-circuit ones stay where they are)
+        tail = len(circuit.ops)
+        while tail > 0 and isinstance(circuit.ops[tail - 1], Measure):
+            tail -= 1
+        out.ops.extend(circuit.ops[:tail])
         add(range(n))
-        out.ops.extend(circuit.ops[first_measure:])
+        out.ops.extend(circuit.ops[tail:])
     out._version = circuit._version + 1
     return out
