@@ -67,6 +67,8 @@ class Circuit:
     Attributes:
         ops: list of operations in order.
         observables: the Pauli observables whose expectation values a run returns.
+        prob_wires: the wire tuples whose joint probabilities a run returns
+            (``Result.probs``), one entry per :meth:`probs` call.
         n_weights: length of the flat weight vector.
         n_clbits: number of classical bits.
     """
@@ -81,6 +83,7 @@ class Circuit:
         self.name = name or "circuit"
         self.ops: list[Operation] = []
         self.observables: list[Observable] = []
+        self.prob_wires: list[tuple[int, ...]] = []
         self._version = 0
 
     # -- parameters -------------------------------------------------------------
@@ -258,6 +261,20 @@ class Circuit:
         self._version += 1
         return self
 
+    def probs(self, wires=None) -> "Circuit":
+        """Request the joint computational-basis probabilities of ``wires`` (all wires if None).
+
+        The run returns them in ``Result.probs`` as ``[B, 2**len(wires)]`` with
+        ``wires[0]`` as the most significant bit of the index.
+        """
+        wires = tuple(range(self.n_qubits)) if wires is None else ((wires,) if isinstance(wires, int) else tuple(wires))
+        if not wires:
+            raise CircuitError("probs() needs at least one wire")
+        self._check_wires(wires, "probs")
+        self.prob_wires.append(wires)
+        self._version += 1
+        return self
+
     def expval_each(self, pauli: str, wires: Iterable[int]) -> "Circuit":
         """Request ``<P_w>`` on each wire separately (``expval_each("Z", range(4))``)."""
         for w in wires:
@@ -388,4 +405,5 @@ def _clone(c: Circuit) -> Circuit:
     new.n_weights, new.n_clbits = c.n_weights, c.n_clbits
     new.ops = list(c.ops)
     new.observables = list(c.observables)
+    new.prob_wires = list(c.prob_wires)
     return new

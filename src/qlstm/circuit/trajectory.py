@@ -102,7 +102,15 @@ def run_trajectories(circuit, x, w, batch, cdtype, device, shots: int, gen, retu
         weights_c = 1 << torch.arange(circuit.n_clbits, device=device)
         samples = (bits * weights_c).sum(1).view(batch, shots)
         clp = _frequencies(samples, 2**circuit.n_clbits, rd)
+    probs = ()
+    if circuit.prob_wires:
+        idx = torch.multinomial(K.probabilities(state), 1, generator=gen).squeeze(1)  # one final sample per shot
+        for ws in circuit.prob_wires:
+            sub = torch.zeros(total, dtype=torch.long, device=device)
+            for wire in ws:
+                sub = sub * 2 + ((idx >> (n - 1 - wire)) & 1)
+            probs += (_frequencies(sub.view(batch, shots), 2 ** len(ws), rd),)
     final = None
     if return_state:
         final = K.to_density(state).view(batch, shots, 2**n, 2**n).mean(1)
-    return Result(expv, clp, samples, final, "trajectory")
+    return Result(expv, clp, samples, final, "trajectory", probs)
