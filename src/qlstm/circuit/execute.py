@@ -61,6 +61,8 @@ class Result:
             register, index ``sum_c bit_c 2**c`` (Qiskit's order: clbit 0 is
             the least significant); estimated frequencies when ``shots`` was given.
         samples: ``[B, shots]`` sampled register values (same indexing), or None.
+        probs: one ``[B, 2**k]`` tensor per ``circuit.probs(wires)`` request (first
+            wire most significant); frequencies when ``shots`` was given.
         state: final statevector ``[B, 2**n]`` for a circuit that never branched,
             else the density matrix ``[B, 2**n, 2**n]`` summed over branches
             (the classical record traced out); only with ``return_state=True``.
@@ -72,6 +74,7 @@ class Result:
     samples: Optional[torch.Tensor]
     state: Optional[torch.Tensor]
     method: str
+    probs: tuple[torch.Tensor, ...] = ()
 
     def counts(self, index: int = 0) -> dict[str, float]:
         """``{bitstring: probability}`` for batch element ``index``; bitstrings in Qiskit order (clbit 0 rightmost)."""
@@ -531,7 +534,10 @@ def run(
 
         return run_trajectories(circuit, x, w, batch, cdtype, device, shots, generator, return_state)
 
-    if method == "auto" and info.pure_unitary and circuit.n_clbits == len(info.terminal):
+    # terminal measurements are read off the final state without collapsing it; a caller who
+    # asks for the final state gets the measured (dephased) one, as on the reference path
+    shortcut = not (return_state and info.terminal)
+    if method == "auto" and shortcut and info.pure_unitary and circuit.n_clbits == len(info.terminal):
         from .plan import compile_program
 
         prog = compile_program(circuit)
@@ -550,19 +556,25 @@ def run(
         if used == "statevector" and info.has_channels:
             raise CircuitError("this circuit has noise channels; simulate it with method='density' or 'auto'")
         expv, clp, br, final = _simulate_branches(
-            circuit, x, w, batch, cdtype, device, used == "density", method != "reference", info, return_state
+            circuit, x, w, batch, cdtype, device, used == "density", method != "reference" and shortcut, info,
+            return_state
         )
         if method == "reference":
             used = "reference-" + used
 
+    probs = ()
+    if circuit.prob_wires:
+        full = br.probs().sum(0)  # [B, 2^n], summed over measurement branches
+        probs = tuple(K.marginal(full, list(ws), circuit.n_qubits) for ws in circuit.prob_wires)
     samples = None
     if shots is not None:
+        probs = tuple(_frequencies(_multinomial(p, shots, generator), p.shape[-1], p.dtype) for p in probs)
         if expv is not None:
             expv = _sample_expvals(circuit, br, expv, shots, generator)
         if clp is not None:
             samples = _multinomial(clp, shots, generator)
             clp = _frequencies(samples, clp.shape[-1], clp.dtype)
-    return Result(expv, clp, samples, final, used)
+    return Result(expv, clp, samples, final, used, probs)
 
 
 def expval(circuit: Circuit, inputs=None, weights=None, **kwargs) -> torch.Tensor:
