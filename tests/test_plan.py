@@ -133,3 +133,24 @@ def test_program_is_cached_and_invalidated_by_edits():
     before = compile_program(c)
     c.rx(0, 0.3)
     assert compile_program(c) is not before
+
+
+def test_light_cone_restriction_keeps_expectations():
+    from qlstm.circuit.transform import light_cone
+
+    c = Circuit(6)
+    x = c.inputs(6)
+    w = c.weights(6)
+    for i in range(6):
+        c.ry(i, atan(x[i])).rz(i, w[i])
+    c.cnot(0, 1).cnot(2, 3).crx(4, 5, 0.3).cnot(1, 2)
+    c.expval("Z", 2).expval("XZ", (1, 3)).probs([0])
+    assert light_cone(c) == [0, 1, 2, 3]
+    prog = compile_program(c, light_cone=True)
+    assert prog.wires == (0, 1, 2, 3) and prog.circuit.n_qubits == 4
+    xs = torch.randn(5, 6, dtype=torch.float64)
+    ws = torch.randn(6, dtype=torch.float64)
+    assert torch.allclose(prog.bind(ws).expvals(xs), run(c, xs, ws, method="reference").expvals, atol=1e-12)
+    # a read-out reaching every wire leaves the circuit as it is
+    c.expval("Z", 5)
+    assert compile_program(c, light_cone=True).wires is None

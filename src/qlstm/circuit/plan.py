@@ -331,6 +331,7 @@ class Program:
     prefix: list[list[_Group]]  # per position: groups of same-named gates on distinct wires
     steps: list  # Gate | _WeightRun
     fuse: bool
+    wires: tuple[int, ...] | None = None  # original wires simulated, if restricted to a light cone
 
     _cache: dict = field(default_factory=dict, repr=False)
 
@@ -528,15 +529,31 @@ class BoundProgram:
         return out
 
 
-def compile_program(circuit: Circuit, *, fuse_max_qubits: int = 6) -> Program:
+def compile_program(circuit: Circuit, *, fuse_max_qubits: int = 6, light_cone: bool = False) -> Program:
     """Compile a pure circuit (gates, amplitude encodings and terminal measurements only).
+
+    With ``light_cone=True`` the circuit is first restricted to the wires that
+    can reach its observables (:func:`~qlstm.circuit.transform.restrict_to_light_cone`):
+    expectation values are unchanged, but :meth:`BoundProgram.state` is then
+    the state of those wires only (``program.wires`` lists them).
 
     The result is cached on the circuit until the circuit changes.
     """
-    key = (circuit._version, fuse_max_qubits)
-    cached = getattr(circuit, "_program_cache", None)
-    if cached is not None and cached[0] == key:
-        return cached[1]
+    key = (circuit._version, fuse_max_qubits, light_cone)
+    cache = circuit.__dict__.setdefault("_program_cache", {})
+    if key in cache:
+        return cache[key]
+    for stale in [k for k in cache if k[0] != circuit._version]:
+        del cache[stale]
+    if light_cone:
+        from .transform import restrict_to_light_cone
+
+        small, wires = restrict_to_light_cone(circuit)
+        if wires is not None:
+            prog = compile_program(small, fuse_max_qubits=fuse_max_qubits)
+            prog.wires = tuple(wires)
+            cache[key] = prog
+            return prog
     n = circuit.n_qubits
     per_wire: list[list[Gate]] = [[] for _ in range(n)]
     amplitude: list[AmplitudeEncoding] = []
@@ -581,7 +598,7 @@ def compile_program(circuit: Circuit, *, fuse_max_qubits: int = 6) -> Program:
             steps.append(g)
     flush()
     prog = Program(circuit, amplitude, positions(static), positions(dynamic), steps, n <= fuse_max_qubits)
-    circuit._program_cache = (key, prog)
+    cache[key] = prog
     return prog
 
 

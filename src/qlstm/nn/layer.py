@@ -84,7 +84,8 @@ class QuantumLayer(nn.Module):
         if not self._pure:
             raise CircuitError("bind() needs a pure circuit; noisy or measured circuits run through forward()")
         cdtype = complex_dtype_for(self.weight.dtype)
-        return compile_program(self.circuit).bind(self.weight, dtype=cdtype, device=self.weight.device)
+        prog = compile_program(self.circuit, light_cone=True)
+        return prog.bind(self.weight, dtype=cdtype, device=self.weight.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 2 or x.shape[1] != self.circuit.n_inputs:
