@@ -22,6 +22,8 @@ from typing import Callable
 
 import torch
 
+from ..errors import CircuitError
+
 __all__ = [
     "Expr",
     "Const",
@@ -246,7 +248,10 @@ class BinOp(Expr):
     def to_str(self):
         def wrap(e: Expr) -> str:
             s = e.to_str()
-            return f"({s})" if isinstance(e, BinOp) else s
+            # constants print as "pi/2" or "-3"; a negation prints as "-(...)": bracket them too
+            needs = isinstance(e, BinOp) or (isinstance(e, Const) and ("/" in s or s.startswith("-"))) or (
+                isinstance(e, Func) and e.name == "neg")
+            return f"({s})" if needs else s
 
         return f"{wrap(self.left)} {self.op} {wrap(self.right)}"
 
@@ -259,9 +264,9 @@ def as_expr(value) -> Expr:
         try:
             value = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"a gate parameter must be a number or an Expr, got {value!r}") from None
+            raise CircuitError(f"a gate parameter must be a number or an Expr, got {value!r}") from None
     if not math.isfinite(value):
-        raise ValueError(f"a gate parameter must be finite, got {value!r}")
+        raise CircuitError(f"a gate parameter must be finite, got {value!r}")
     return Const(float(value))
 
 
