@@ -154,3 +154,32 @@ def test_light_cone_restriction_keeps_expectations():
     # a read-out reaching every wire leaves the circuit as it is
     c.expval("Z", 5)
     assert compile_program(c, light_cone=True).wires is None
+
+
+@pytest.mark.parametrize("n,layers,copies", [(1, 2, None), (3, 2, 4), (4, 2, 2), (5, 1, None), (6, 1, 2)])
+def test_fused_run_backward_matches_autograd(n, layers, copies):
+    c = chen_vqc(n, layers)
+    c.ry(0, c.weights(1)[0])  # a trailing partial layer (identity on the other wires)
+    prog = compile_program(c)
+    shape = (c.n_weights,) if copies is None else (copies, c.n_weights)
+    w = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(4, n, dtype=torch.float64)
+    results = []
+    try:
+        for adjoint in (True, False):
+            prog.use_adjoint = adjoint
+            e = prog.bind(w).expvals(x)
+            weights = torch.linspace(-1, 1, e.numel(), dtype=e.dtype).reshape(e.shape)
+            (gw,) = torch.autograd.grad((e * weights).sum(), (w,))
+            results.append((e.detach(), gw))
+    finally:
+        prog.use_adjoint = True
+    for a, b in zip(*results):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_fused_run_gradcheck():
+    c = chen_vqc(3, 2)
+    x = torch.randn(2, 3, dtype=torch.float64)
+    w = torch.randn(2, c.n_weights, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda w: compile_program(c).bind(w).expvals(x), (w,))

@@ -148,3 +148,104 @@ class FusedExpval(torch.autograd.Function):
             gv[idx] = _apply2(mats.conj().transpose(-1, -2), gout)
         grads.reverse()
         return (None, None, gm, None, *grads)
+
+
+class FusedRun(torch.autograd.Function):
+    """Multiply a run of constant blocks and single-qubit layers into one ``[*G, D, D]`` matrix.
+
+    Forward: ``M = I``; a constant block ``A`` gives ``M <- M A`` (rows form), an
+    index gather ``M <- M[..., index] * phase``; a layer of single-qubit matrices
+    ``R_w`` gives ``M <- M (R_0 (x) ... (x) R_{n-1})^T``.
+
+    Backward (adjoint sweep): ``dL/dM_prev = dL/dM A^dag`` for a block, the
+    inverse gather for a permutation, and for a layer ``dL/dK = (M_prev^dag dL/dM)^T``,
+    then ``dL/dR_w`` by contracting ``dL/dK`` with the conjugates of the other
+    wires' matrices (one einsum per wire). Gradients reach the gate matrices,
+    whose (small) construction from the weights autograd handles.
+
+    Arguments of :meth:`apply`: ``plan`` (list of ``("dense", A)``, ``("perm",
+    index, phase)`` or ``("layer", [(wire, group, position), ...])``), ``n``,
+    ``dtype``, then the stacked gate-matrix tensors ``[m_g, *batch, 2, 2]`` of each group.
+    """
+
+    @staticmethod
+    def forward(ctx, plan, n, dtype, *groups):
+        dim = 2**n
+        device = groups[0].device if groups else None
+        m = torch.eye(dim, dtype=dtype, device=device)
+        saved = []
+        eye2 = torch.eye(2, dtype=dtype, device=device)
+        for op in plan:
+            saved.append(m)
+            if op[0] == "dense":
+                m = m @ op[1]
+            elif op[0] == "perm":
+                m = m[..., op[1]] if op[2] is None else m[..., op[1]] * op[2]
+            else:
+                per_wire = {wire: groups[gi][pos] for wire, gi, pos in op[1]}
+                k = _kron_matrices([per_wire.get(w, eye2) for w in range(n)])
+                if k.dim() > 2 and k.shape[-3] == 1:
+                    k = k.squeeze(-3)
+                m = m @ k.transpose(-1, -2)
+        ctx.plan, ctx.n = plan, n
+        ctx.saved_ms = saved
+        ctx.save_for_backward(*groups)
+        return m
+
+    @staticmethod
+    def backward(ctx, gm):
+        groups = ctx.saved_tensors
+        n, plan = ctx.n, ctx.plan
+        eye2 = torch.eye(2, dtype=gm.dtype, device=gm.device)
+        ggroups = [torch.zeros_like(g) for g in groups]
+        for op, m_prev in zip(reversed(plan), reversed(ctx.saved_ms)):
+            if op[0] == "dense":
+                gm = gm @ op[1].conj().transpose(-1, -2)
+            elif op[0] == "perm":
+                g = gm if op[2] is None else gm * op[2].conj()
+                gm = g[..., op[3]]  # op[3] is the inverse permutation
+            else:
+                per_wire = {wire: groups[gi][pos] for wire, gi, pos in op[1]}
+                mats = [per_wire.get(w, eye2) for w in range(n)]
+                k = _kron_matrices(mats)
+                squeezed = k.dim() > 2 and k.shape[-3] == 1
+                if squeezed:
+                    k = k.squeeze(-3)
+                gk = (m_prev.conj().transpose(-1, -2) @ gm).transpose(-1, -2)
+                gm = gm @ k.conj()
+                while gk.dim() > k.dim():
+                    gk = gk.sum(0)
+                if squeezed:
+                    gk = gk.unsqueeze(-3)
+                grads = _kron_grads(gk, [mt.conj() for mt in mats])
+                for wire, gi, pos in op[1]:
+                    ggroups[gi][pos] += grads[wire]
+        return (None, None, None, *ggroups)
+
+
+def _kron_matrices(mats: list[torch.Tensor]) -> torch.Tensor:
+    out = mats[0]
+    for m in mats[1:]:
+        a, b = out.shape[-1], m.shape[-1]
+        prod = out[..., :, None, :, None] * m[..., None, :, None, :]
+        out = prod.reshape(*prod.shape[:-4], a * b, a * b)
+    return out
+
+
+def _kron_grads(g: torch.Tensor, conj_mats: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Gradients w.r.t. the factors of ``K = M_0 (x) ... (x) M_{k-1}`` given ``dL/dK`` ``[..., d, d]``.
+
+    ``dL/dM_w`` contracts ``dL/dK`` with the conjugates of the other factors.
+    Splitting the factors in halves shares the work: contract the right half
+    away once for all left factors and vice versa (``O(log k)`` levels of one
+    einsum each instead of one ``k``-operand einsum per factor).
+    """
+    if len(conj_mats) == 1:
+        return [g]
+    h = len(conj_mats) // 2
+    left, right = conj_mats[:h], conj_mats[h:]
+    dl, dr = 2**h, 2 ** (len(conj_mats) - h)
+    g4 = g.reshape(*g.shape[:-2], dl, dr, dl, dr)
+    g_left = torch.einsum("...iajb,...ab->...ij", g4, _kron_matrices(right))
+    g_right = torch.einsum("...iajb,...ij->...ab", g4, _kron_matrices(left))
+    return _kron_grads(g_left, left) + _kron_grads(g_right, right)

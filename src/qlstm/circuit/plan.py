@@ -41,7 +41,7 @@ from ..errors import CircuitError
 from ..sim import kernels as K
 from ..sim.gates import lookup
 from .circuit import Circuit
-from .adjoint import FusedExpval, eligible_gate
+from .adjoint import FusedExpval, FusedRun, eligible_gate
 from .execute import amplitude_vector, embed_fresh, gate_matrix_of
 from .expr import BinOp, Const, Expr, Func, Input, Weight
 from .ops import AmplitudeEncoding, Gate, Measure
@@ -199,7 +199,9 @@ class _ConstBlock:
 
 def _perm_operator(phase: torch.Tensor, index: torch.Tensor, cdtype):
     ones = bool(torch.allclose(phase, torch.ones_like(phase)))
-    return ("perm", index, None if ones else phase.to(cdtype))
+    inverse = torch.empty_like(index)
+    inverse[index] = torch.arange(index.numel(), device=index.device)
+    return ("perm", index, None if ones else phase.to(cdtype), inverse)
 
 
 @dataclass
@@ -305,6 +307,23 @@ class _WeightRun:
     parts: list  # _ConstBlock | _Layer | Gate
     merged: _MergedLayers | None = None
 
+    def adjoint_ready(self, n: int) -> bool:
+        """Only constant blocks and single-qubit layers: :class:`FusedRun` can multiply it out."""
+        return self.merged is not None and all(isinstance(p, (_ConstBlock, _Layer)) for p in self.parts) and all(
+            op[0] in ("dense", "perm") for p in self.parts if isinstance(p, _ConstBlock)
+            for op in p.operators(torch.complex128, None))
+
+    def fused_matrix(self, w, cdtype, device, n: int) -> torch.Tensor:
+        """The run's matrix (rows form) via :class:`~qlstm.circuit.adjoint.FusedRun`."""
+        mats = [grp.matrices(None, w, cdtype, device) for grp in self.merged.groups]
+        plan, layers = [], iter(self.merged.where)
+        for part in self.parts:
+            if isinstance(part, _ConstBlock):
+                plan.extend(part.operators(cdtype, device))
+            else:
+                plan.append(("layer", next(layers)))
+        return FusedRun.apply(plan, n, cdtype, *mats)
+
     def operators(self, w, cdtype, device) -> list:
         layer_ops = iter(self.merged.operators(w, cdtype, device)) if self.merged else iter(())
         out = []
@@ -332,6 +351,8 @@ class Program:
     steps: list  # Gate | _WeightRun
     fuse: bool
     wires: tuple[int, ...] | None = None  # original wires simulated, if restricted to a light cone
+    #: multiply weight-only runs with the hand-written backward of :class:`~qlstm.circuit.adjoint.FusedRun`
+    use_adjoint: bool = True
 
     _cache: dict = field(default_factory=dict, repr=False)
 
@@ -363,6 +384,9 @@ class Program:
         for step in self.steps:
             if isinstance(step, Gate):
                 ops.append(("gate", step))
+                continue
+            if self.fuse and self.use_adjoint and step.adjoint_ready(n):
+                ops.append(("dense", step.fused_matrix(w, dtype, device, n)))
                 continue
             run_ops = step.operators(w, dtype, device)
             if self.fuse:
