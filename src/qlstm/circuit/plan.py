@@ -531,7 +531,9 @@ class BoundProgram:
         circuit has its shape (data-encoding rotations, one fused unitary, Z
         read-outs); otherwise the autograd path :meth:`state` + :meth:`measure`.
         """
-        fused = self._fused_spec() if self.fused else None
+        if not hasattr(self, "_fused"):
+            self._fused = self._fused_spec()
+        fused = self._fused if self.fused else None
         if fused is None:
             return self.measure(self.state(x, batch))
         groups, m = fused
