@@ -8,7 +8,7 @@ import torch
 from qlstm import Circuit, compile_program, run
 from qlstm.circuit.expr import atan
 from qlstm.circuit.plan import BoundProgram
-from qlstm.circuit.templates import angle_encoding, chen_vqc
+from qlstm.circuit.templates import angle_encoding, chen_vqc, dense_angle_encoding
 from qlstm.sim.gates import GATES
 
 ONE_QUBIT = sorted({s.name for s in GATES.values() if s.num_wires == 1})
@@ -93,7 +93,16 @@ def test_wide_register_constant_blocks_are_gathers_not_dense():
     assert torch.allclose(prog.bind(w).expvals(x), run(c, x, w, method="reference").expvals, atol=1e-10)
 
 
-@pytest.mark.parametrize("make", [lambda: chen_vqc(4, 2), lambda: chen_vqc(2, 1, [0]), lambda: angle_encoding(3, "X")])
+def partial_encoding() -> Circuit:
+    """Rotations on some wires only, a fixed gate after a data gate, and a constant angle."""
+    c = Circuit(3)
+    x = c.inputs(2)
+    c.ry(0, x[0]).h(0).rx(2, atan(x[1])).phase(2, 0.7).rz(0, x[1] * 2)
+    return c
+
+
+@pytest.mark.parametrize("make", [lambda: chen_vqc(4, 2), lambda: chen_vqc(2, 1, [0]), lambda: angle_encoding(3, "X"),
+                                  lambda: dense_angle_encoding(4), partial_encoding])
 @pytest.mark.parametrize("copies", [None, 3])
 def test_hand_written_backward_matches_autograd(make, copies):
     c = make()

@@ -37,6 +37,17 @@ GENERATORS = {
     "phaseshift": ((0, 0), (0, 1j)),
 }
 
+_CONST: dict = {}
+
+
+def _const(key: str, values, dtype, device) -> torch.Tensor:
+    """Small constant tensors, built once per dtype and device (never written to)."""
+    k = (key, dtype, str(device))
+    t = _CONST.get(k)
+    if t is None:
+        t = _CONST[k] = torch.tensor(values, dtype=dtype, device=device)
+    return t
+
 
 def eligible_gate(name: str) -> bool:
     """Gates the hand-written backward handles: fixed single-qubit gates and one-angle rotations."""
@@ -49,11 +60,68 @@ def _apply2(m: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return (m * v.unsqueeze(-2)).sum(-1)
 
 
-def _kron_vectors(vs: list[torch.Tensor]) -> torch.Tensor:
-    out = vs[0]
-    for v in vs[1:]:
-        out = (out.unsqueeze(-1) * v.unsqueeze(-2)).flatten(-2)
-    return out
+def _rotate(name: str, theta: torch.Tensor, v: torch.Tensor):
+    """``R_name(theta) v`` for per-wire vectors ``v [m, B, 2]``; returns (new v, what backward needs).
+
+    Closed forms avoid building 2x2 complex matrices: RY is a real rotation of the
+    (re, im) pairs, RZ and the phase gate multiply by phases, RX mixes with -i.
+    """
+    half = theta * 0.5
+    if name == "ry":
+        c, s = torch.cos(half), torch.sin(half)
+        r = torch.stack([c, -s, s, c], -1).unflatten(-1, (2, 2))  # [m, B, 2, 2] real
+        out = torch.view_as_complex(r @ torch.view_as_real(v))
+        return out, r
+    if name == "rz":
+        ph = torch.polar(torch.ones_like(half).unsqueeze(-1), torch.stack([-half, half], -1))
+        return v * ph, ph
+    if name == "phaseshift":
+        ph = torch.polar(torch.ones_like(theta).unsqueeze(-1), torch.stack([torch.zeros_like(theta), theta], -1))
+        return v * ph, ph
+    m = lookup(name).matrix([theta], dtype=v.dtype, device=v.device)  # rx and others: explicit matrix
+    return _apply2(m, v), m
+
+
+def _rotate_back(name: str, saved: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``R^dag g`` for the rotation saved by :func:`_rotate`."""
+    if name == "ry":
+        return torch.view_as_complex(saved.transpose(-1, -2) @ torch.view_as_real(g))
+    if name in ("rz", "phaseshift"):
+        return g * saved.conj()
+    return _apply2(saved.conj().transpose(-1, -2), g)
+
+
+def _generator_times(name: str, out: torch.Tensor) -> torch.Tensor:
+    """``G v'`` with ``dR/dtheta = G R`` applied to the rotated vectors ``v' [m, B, 2]``."""
+    dtype, device = out.dtype, out.device
+    if name == "ry":
+        return out.flip(-1) * _const("ry_gen", [-0.5, 0.5], dtype, device)
+    if name == "rx":
+        return out.flip(-1) * _const("rx_gen", [-0.5j, -0.5j], dtype, device)
+    if name == "rz":
+        return out * _const("rz_gen", [-0.5j, 0.5j], dtype, device)
+    return out * _const("ps_gen", [0, 1j], dtype, device)
+
+
+def _kron_tree(vs: list[torch.Tensor]):
+    """Kronecker product of vectors ``[B, d_i]`` by halves; returns (product, tree for backward)."""
+    if len(vs) == 1:
+        return vs[0], None
+    h = len(vs) // 2
+    left, lt = _kron_tree(vs[:h])
+    right, rt = _kron_tree(vs[h:])
+    return (left.unsqueeze(-1) * right.unsqueeze(-2)).flatten(-2), (left, right, lt, rt, h)
+
+
+def _kron_tree_back(g: torch.Tensor, tree, n: int) -> list[torch.Tensor]:
+    """Gradients w.r.t. the factor vectors of :func:`_kron_tree` given ``g [B, D]``."""
+    if tree is None:
+        return [g]
+    left, right, lt, rt, h = tree
+    g2 = g.unflatten(-1, (left.shape[-1], right.shape[-1]))  # [B, dL, dR]
+    g_left = (g2 @ right.conj().unsqueeze(-1)).squeeze(-1)
+    g_right = (left.conj().unsqueeze(-2) @ g2).squeeze(-2)
+    return _kron_tree_back(g_left, lt, h) + _kron_tree_back(g_right, rt, n - h)
 
 
 class FusedExpval(torch.autograd.Function):
@@ -63,7 +131,7 @@ class FusedExpval(torch.autograd.Function):
         vecs0: ``[n, 2]`` complex start vectors per wire (no gradient).
         m: ``[*G, D, D]`` or ``[D, D]`` complex, *rows* form (``state @ m`` applies U), or None.
         signs: ``[D, K]`` real eigenvalue table.
-        *angles: one real ``[m_j, B]`` tensor per (position, gate group) of ``spec``.
+        *angles: one real ``[m_j, B]`` tensor per rotation group of ``spec``.
 
     ``spec`` is a list of ``(name, wires, const_matrix_or_None)`` per gate group,
     in application order; fixed gates carry their ``2 x 2`` matrix and no angle.
@@ -73,34 +141,35 @@ class FusedExpval(torch.autograd.Function):
     def forward(ctx, spec, vecs0, m, signs, *angles):
         n = vecs0.shape[0]
         batch = next((a.shape[-1] for a in angles), 1)
-        v = vecs0.unsqueeze(1).expand(n, batch, 2).clone()  # [n, B, 2]
-        history = []  # (group index, wires, matrices [m, B, 2, 2], output vectors)
+        v = vecs0.unsqueeze(1).expand(n, batch, 2)  # [n, B, 2]
+        history = []
         it = iter(angles)
-        cdtype = vecs0.dtype
-        for gi, (name, wires, fixed) in enumerate(spec):
-            idx = list(wires)
+        for name, wires, fixed in spec:
+            whole = len(wires) == n and all(w == i for i, w in enumerate(wires))
+            sub = v if whole else v[list(wires)]
             if fixed is not None:
-                mats = fixed.to(cdtype)
+                out, saved = _apply2(fixed, sub), fixed
             else:
-                theta = next(it)
-                mats = lookup(name).matrix([theta], dtype=cdtype, device=theta.device)  # [m, B, 2, 2]
-            out = _apply2(mats, v[idx])
-            v[idx] = out
-            history.append((gi, idx, mats, out if fixed is None else None))
-        psi = _kron_vectors(list(v.unbind(0)))  # [B, D]
+                out, saved = _rotate(name, next(it), sub)
+            if whole:
+                v = out
+            else:
+                v = v.clone()
+                v[list(wires)] = out
+            history.append((name, wires, whole, saved, out if fixed is None else None))
+        psi, tree = _kron_tree(list(v.unbind(0)))  # [B, D]
         phi = psi if m is None else psi @ m  # [*G, B, D]
-        probs = phi.real.square() + phi.imag.square()
-        e = probs @ signs
-        ctx.spec, ctx.history = spec, history
-        ctx.save_for_backward(v, psi, phi, m, signs)
+        e = torch.view_as_real(phi).square().sum(-1) @ signs
+        ctx.spec, ctx.history, ctx.tree, ctx.n = spec, history, tree, n
+        ctx.save_for_backward(psi, phi, m, signs)
         ctx.has_m = m is not None
         return e
 
     @staticmethod
     def backward(ctx, ge):
-        v, psi, phi, m, signs = ctx.saved_tensors
-        n, batch = v.shape[0], v.shape[1]
-        gphi = 2 * (ge @ signs.T) * phi  # [*G, B, D] conjugate-Wirtinger gradient of |phi|^2
+        psi, phi, m, signs = ctx.saved_tensors
+        batch = psi.shape[0]
+        gphi = 2 * (ge @ signs.T) * phi  # [*G, B, D]: conjugate-Wirtinger gradient of |phi|^2
         gm = None
         if ctx.has_m:
             if ctx.needs_input_grad[2]:
@@ -110,42 +179,22 @@ class FusedExpval(torch.autograd.Function):
             gpsi = gphi @ m.conj().transpose(-1, -2)
         else:
             gpsi = gphi
-        gpsi = gpsi.reshape(-1, batch, gpsi.shape[-1]).sum(0)  # [B, D]
-        # d psi / d v_w: contract with the conjugate of every other wire's vector
-        vc = v.conj()
-        prefix = [None] * n
-        suffix = [None] * n
-        acc = None
-        for w in range(n):
-            prefix[w] = acc
-            acc = vc[w] if acc is None else (acc.unsqueeze(-1) * vc[w].unsqueeze(-2)).flatten(-2)
-        acc = None
-        for w in range(n - 1, -1, -1):
-            suffix[w] = acc
-            acc = vc[w] if acc is None else (vc[w].unsqueeze(-1) * acc.unsqueeze(-2)).flatten(-2)
-        gv = []
-        for w in range(n):
-            left = 2**w
-            g = gpsi.reshape(batch, left, 2, -1)
-            if suffix[w] is not None:
-                g = (g * suffix[w].unsqueeze(1).unsqueeze(1)).sum(-1)
-            else:
-                g = g.squeeze(-1)
-            if prefix[w] is not None:
-                g = (g * prefix[w].unsqueeze(-1)).sum(1)
-            else:
-                g = g.squeeze(1)
-            gv.append(g)
-        gv = torch.stack(gv)  # [n, B, 2] gradient w.r.t. the final per-wire vectors
+        if gpsi.dim() > 2:
+            gpsi = gpsi.reshape(-1, batch, gpsi.shape[-1]).sum(0)  # [B, D]
+        gv = torch.stack(_kron_tree_back(gpsi, ctx.tree, ctx.n))  # [n, B, 2]
         grads = []
-        for gi, idx, mats, out in reversed(ctx.history):
-            name, _, fixed = ctx.spec[gi]
-            gout = gv[idx]
-            if fixed is None:
-                gen = torch.tensor(GENERATORS[name], dtype=out.dtype, device=out.device)
-                dout = out @ gen.T  # G v' for each sample
-                grads.append((gout.conj() * dout).sum(-1).real)  # [m, B]
-            gv[idx] = _apply2(mats.conj().transpose(-1, -2), gout)
+        for name, wires, whole, saved, out in reversed(ctx.history):
+            gout = gv if whole else gv[list(wires)]
+            if out is not None:
+                grads.append((gout.conj() * _generator_times(name, out)).real.sum(-1))  # [m, B]
+                gin = _rotate_back(name, saved, gout)
+            else:
+                gin = _apply2(saved.conj().transpose(-1, -2), gout)
+            if whole:
+                gv = gin
+            else:
+                gv = gv.clone()
+                gv[list(wires)] = gin
         grads.reverse()
         return (None, None, gm, None, *grads)
 
