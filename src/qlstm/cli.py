@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bind", action="append", metavar="NAME=VALUE", help="value of an `input float` parameter")
     p.add_argument("--json", action="store_true", help='print {"bitstring": probability, ...} as JSON')
     p.set_defaults(func=_cmd_simulate)
+
+    from .train.commands import add_commands  # train, evaluate, predict, plot, compare, data, bench
+
+    add_commands(sub)
     return parser
 
 
