@@ -113,20 +113,36 @@ def model_resources(model: nn.Module) -> dict:
     circuits = _circuits(core)
     if not circuits:
         return {"qubits": 0, "qubits_all": 0, "idle_share": None, "encodings_per_step": 0, "executions_per_step": 0}
-    from ..resources import count_resources
+    try:
+        from ..resources import count_resources
+    except ImportError:  # qlstm.resources absent: count what needs no circuit layering
+        count_resources = None
 
     out = {"qubits": 0, "qubits_all": 0, "idle_share": None, "encodings_per_step": 0, "executions_per_step": 0}
     idle = slots = 0
     for circuit, runs in circuits:
-        r = count_resources(circuit)
-        out["qubits"] = max(out["qubits"], r.qubits)
-        out["qubits_all"] += runs * r.qubits
-        out["encodings_per_step"] += runs * r.encodings
+        out["qubits"] = max(out["qubits"], circuit.n_qubits)
+        out["qubits_all"] += runs * circuit.n_qubits
         out["executions_per_step"] += runs
+        if count_resources is None:
+            out["encodings_per_step"] += runs * _encoding_ops(circuit)
+            continue
+        r = count_resources(circuit)
+        out["encodings_per_step"] += runs * r.encodings
         idle += runs * r.idle_slots
         slots += runs * r.qubits * r.depth
-    out["idle_share"] = idle / slots if slots else 0.0
+    if slots:
+        out["idle_share"] = idle / slots
     return out
+
+
+def _encoding_ops(circuit) -> int:
+    """Operations of ``circuit`` that read a data input (as ``count_resources`` counts ``encodings``)."""
+    from ..circuit.expr import Input
+    from ..circuit.ops import AmplitudeEncoding
+
+    return sum(1 for op in circuit.ops if isinstance(op, AmplitudeEncoding)
+               or any(isinstance(leaf, Input) for p in getattr(op, "params", ()) for leaf in p.leaves()))
 
 
 def _machine() -> str:
