@@ -67,3 +67,10 @@ def _qlstm(**kw):
     from .qlstm import QLSTM
 
     return QLSTM(**kw)
+
+
+@register("qconvlstm")
+def _qconvlstm(**kw):
+    from .qconvlstm import QConvLSTM
+
+    return QConvLSTM(**kw)
