@@ -16,6 +16,7 @@ import torch
 from qlstm.cli import main
 from qlstm.train import commands, load_config, resume, train
 from qlstm.train.checkpoint import load_checkpoint
+from qlstm.train.plots import have_matplotlib
 
 TINY = ["model=lstm", "data.n_points=80", "epochs=2", "batch_size=8", "progress=false"]
 COMMANDS = ["train", "evaluate", "predict", "plot", "compare", "data", "bench"]
@@ -50,7 +51,8 @@ def test_train_reports_metrics_and_paths(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "lstm(hidden_size=3) on sine: 2 epochs" in out
     assert "tolerance_accuracy" in out and "direction_accuracy" in out and "mse_original_units" in out
-    assert f"plot:       {run / 'prediction.png'}" in out and f"checkpoint: {run / 'checkpoint.pt'}" in out
+    assert f"checkpoint: {run / 'checkpoint.pt'}" in out
+    assert f"plot:       {run / 'prediction.png'}" in out or not have_matplotlib()
 
 
 def test_train_json_and_config_file(tmp_path, capsys):
@@ -147,12 +149,17 @@ def test_predict_csv_errors(run_dir, tmp_path, capsys):
     assert "no such input file" in fails(capsys, ["predict", str(run_dir), "--input", str(tmp_path / "no.csv")], 2)
 
 
-def test_predict_on_the_test_split_and_plot(run_dir, capsys):
+def test_predict_on_the_test_split(run_dir, capsys):
     assert main(["predict", str(run_dir)]) == 0
     with open(run_dir / "predictions.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     info = load_checkpoint(run_dir)["data_info"]
     assert sum(r["true"] != "" for r in rows) == info["windows_test"]
+    assert rows[0]["true"] != "" and rows[-1]["true"] == ""
+
+
+@pytest.mark.skipif(not have_matplotlib(), reason="plots need matplotlib")
+def test_plot_redraws(run_dir, capsys):
     (run_dir / "loss.png").unlink()
     capsys.readouterr()
     assert main(["plot", str(run_dir)]) == 0
@@ -212,3 +219,17 @@ def test_signal_saves_and_resume_is_exact(tmp_path, sig):
                                             f"run_dir={tmp_path / 'straight'}"]))
     for k, v in straight.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+def test_train_without_matplotlib_or_yaml(tmp_path):
+    """matplotlib and PyYAML are optional: training runs, says there are no plots, and writes none."""
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; sys.modules['yaml'] = None\n"
+        "from qlstm.cli import main\n"
+        f"sys.exit(main(['train', 'model=lstm', 'data.n_points=60', 'epochs=1', 'progress=false', "
+        f"'run_dir={tmp_path / 'r'}']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "plots:      none (install matplotlib" in proc.stdout
+    assert not list((tmp_path / "r").glob("*.png"))
