@@ -233,3 +233,23 @@ def test_train_without_matplotlib_or_yaml(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "plots:      none (install matplotlib" in proc.stdout
     assert not list((tmp_path / "r").glob("*.png"))
+
+
+def test_train_on_a_csv_column(tmp_path, capsys):
+    import math
+
+    data = tmp_path / "series.csv"
+    data.write_text("t,y\n" + "".join(f"{i},{math.sin(0.3 * i):.6f}\n" for i in range(60)))
+    run = tmp_path / "r"
+    assert main(["train", "model=lstm", "data=csv", f"data.path={data}", "data.column=y", "epochs=1",
+                 "progress=false", f"run_dir={run}"]) == 0
+    assert "on csv: 1 epochs" in capsys.readouterr().out
+    err = fails(capsys, ["train", "model=lstm", "data=csv", f"data.path={data}", "data.column=price",
+                         "progress=false", f"run_dir={tmp_path / 'r2'}"], 2)
+    assert "column 'price' not found" in err and "['t', 'y']" in err
+    assert "data=csv needs data.path=FILE and data.column=NAME" in fails(capsys, ["train", "data=csv"], 2)
+
+
+def test_resume_with_fewer_epochs_is_refused(run_dir, capsys):
+    assert "has already trained 2 epochs; epochs=1 is fewer" in fails(
+        capsys, ["train", "--resume", str(run_dir), "epochs=1"], 2)

@@ -21,6 +21,7 @@ import json
 import shlex
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 from ..errors import QlstmError
@@ -29,6 +30,11 @@ __all__ = ["add_commands"]
 
 _OVERRIDE_HELP = ("configuration overrides KEY=VALUE, e.g. epochs=10 model=lstm model.hidden_size=4 "
                   "data=damped_pendulum data.noise_std=0.05 (see docs/training.md)")
+
+
+def _wrap(text: str) -> str:
+    """A description paragraph wrapped for RawDescriptionHelpFormatter (which keeps line breaks)."""
+    return textwrap.fill(text, 88)
 
 
 def _fail(command: str, message: str, code: int) -> int:
@@ -306,9 +312,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add the training subcommands to the ``qlstm`` parser's subparsers."""
     p = sub.add_parser(
         "train", help="train a model (default: QLSTM on the sine series) and report test metrics",
-        description="Train one model on one task with the single training loop. Without arguments: the default "
-                    "QLSTM on the sine series (under a minute on a laptop CPU). Prints test metrics and where the "
-                    "plots, checkpoint and metrics are. Ctrl-C saves a checkpoint; --resume continues exactly.",
+        description=_wrap("Train one model on one task with the single training loop. Without arguments: the "
+                          "default QLSTM on the sine series (under a minute on a laptop CPU). Prints test metrics "
+                          "and where the plots, checkpoint and metrics are. Ctrl-C saves a checkpoint; --resume "
+                          "continues exactly."),
         epilog="examples:\n  qlstm train\n  qlstm train model=lstm epochs=50\n"
                "  qlstm train --config configs/moving_mnist_convlstm.toml\n  qlstm train --resume runs/RUN epochs=60",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -348,10 +355,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "compare", help="train several models over several seeds and tabulate accuracy, cost and qubit use",
-        description="The proposal's evaluation: train each model at each seed with one configuration and write a "
-                    "table (Markdown and CSV) of tolerance and direction accuracy, MSE, parameters, qubits, "
-                    "idle-qubit share, encodings and circuit executions per step and time per epoch, as mean and "
-                    "spread over seeds. A model may carry constructor arguments: qlstm:mode=adapter.",
+        description=_wrap("The proposal's evaluation: train each model at each seed with one configuration and "
+                          "write a table (Markdown and CSV) of tolerance and direction accuracy, MSE, parameters, "
+                          "qubits, idle-qubit share, encodings and circuit executions per step and time per epoch, "
+                          "as mean and spread over seeds. A model may carry constructor arguments: "
+                          "qlstm:mode=adapter."),
         epilog="example:\n  qlstm compare --models lstm,qlstm,mcm-qlstm --data sine --seeds 3",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=_OVERRIDE_HELP + "; applied to every model")

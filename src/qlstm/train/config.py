@@ -392,6 +392,9 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
     defaults = MODEL_DEFAULTS.get((cfg.task, cfg.model.name), MODEL_DEFAULTS[(cfg.task, "*")])
     cfg.model.kwargs = {**defaults, **cfg.model.kwargs}
     tasks.check_kwargs(cfg)
+    if cfg.data.name == "csv":
+        # absolute, so that `qlstm evaluate` / `predict` find the file from any working directory
+        cfg.data.kwargs["path"] = str(Path(cfg.data.kwargs["path"]).expanduser().resolve())
 
     for key in ("window", "horizon", "frames_in", "frames_out", "epochs", "batch_size", "eval_every",
                 "checkpoint_every"):

@@ -329,6 +329,9 @@ def _run(cfg: TrainConfig, ckpt: dict | None, stop: _StopFlag, on_step) -> Train
         shuffle_gen.set_state(ckpt["shuffle_rng"])
         torch.set_rng_state(ckpt["torch_rng"])
         saved_epoch = pos.epoch
+        if cfg.epochs < pos.epoch:
+            raise ConfigError(f"{run_dir} has already trained {pos.epoch} epochs; epochs={cfg.epochs} is fewer "
+                              f"(give epochs >= {pos.epoch}, or evaluate it with `qlstm evaluate {run_dir}`)")
         if cfg.progress and pos.epoch < cfg.epochs:
             print(f"resuming {run_dir} at epoch {pos.epoch + 1}, batch {pos.batch}", file=sys.stderr)
 
@@ -342,7 +345,8 @@ def _run(cfg: TrainConfig, ckpt: dict | None, stop: _StopFlag, on_step) -> Train
     n = len(data.x_train)
     bs = min(cfg.batch_size, n)
     n_batches = math.ceil(n / bs)
-    bar = Progress(range(pos.epoch, cfg.epochs), desc=f"training {cfg.model.name}", disable=not cfg.progress)
+    bar = Progress(range(pos.epoch, cfg.epochs), desc=f"training {cfg.model.name}",
+                   disable=not cfg.progress or pos.epoch >= cfg.epochs)
     try:
         for epoch in bar:
             if pos.perm is None:
