@@ -69,6 +69,13 @@ def _qlstm(**kw):
     return QLSTM(**kw)
 
 
+@register("mcm-qlstm")
+def _mcm_qlstm(**kw):
+    from .mcm_qlstm import MCMQLSTM
+
+    return MCMQLSTM(**kw)
+
+
 @register("qconvlstm")
 def _qconvlstm(**kw):
     from .qconvlstm import QConvLSTM
