@@ -346,9 +346,20 @@ def test_compare_lstm_qlstm(tmp_path):
     assert "| `lstm` |" in md and "| `qlstm` |" in md and "tolerance acc." in md and "Seeds: 0, 1" in md
     with open(tmp_path / "cmp" / "compare.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["model"] for r in rows] == ["lstm", "qlstm"] and "direction_accuracy_mean" in rows[0]
+    assert [r["model"] for r in rows] == ["lstm", "qlstm", "naive: last value", "naive: linear extrapolation"]
+    assert "direction_accuracy_mean" in rows[0]
+    # persistence never predicts a move, so it never gets a direction right
+    assert float(rows[2]["direction_accuracy_mean"]) == 0.0 and rows[2]["parameters_mean"] == "0"
+    assert "| `naive: last value` |" in md
     with open(tmp_path / "cmp" / "runs.csv", newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 4
+
+    # the same --out again: finished runs are reused, not retrained, and give the same table
+    again = compare(["lstm", "qlstm"], base, [0, 1], tmp_path / "cmp", progress=False)
+    assert again.summary == res.summary
+    # another configuration in the same folder is refused
+    with pytest.raises(ConfigError, match="holds a run with another configuration"):
+        compare(["lstm"], apply_overrides(base, ["lr=0.01"]), [0], tmp_path / "cmp", progress=False)
 
 
 def test_compare_unknown_model_fails_before_training(tmp_path):

@@ -271,7 +271,7 @@ def _cmd_compare(args) -> int:
     models = [m for m in args.models.split(",") if m.strip()]
     command = "qlstm " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["compare"] else ""
     res = compare(models, base, list(range(args.seed0, args.seed0 + args.seeds)), args.out, command=command,
-                  progress=not args.quiet)
+                  progress=not args.quiet, baselines=not args.no_baselines)
     print(res.markdown)
     print(f"written: {res.out_dir / 'compare.md'}, {res.out_dir / 'compare.csv'}, {res.out_dir / 'runs.csv'}")
     return 0
@@ -369,7 +369,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed0", type=int, default=0, help="first seed (default 0): seeds are seed0 .. seed0+N-1")
     p.add_argument("--epochs", type=int, help="epochs per run (default: the config's)")
     p.add_argument("--config", metavar="FILE", help="base configuration file")
-    p.add_argument("--out", metavar="DIR", help="output folder (default runs/compare-<data>, numbered if taken)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/compare-<data>, numbered if taken); "
+                                               "an earlier compare's folder reuses its finished runs and resumes "
+                                               "unfinished ones")
+    p.add_argument("--no-baselines", action="store_true",
+                   help="leave out the untrained persistence and linear-extrapolation rows (series)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_compare)
 

@@ -9,6 +9,10 @@ with the same configuration apart from the model and the seed, then writes
 * ``compare.md`` -- the same as a Markdown table with the command, seeds,
   data sizes and machine.
 
+Series comparisons also get two rows that need no training
+(:func:`naive_baselines`): persistence and linear extrapolation. They show
+what an accuracy threshold means on the series at hand.
+
 A model spec is a registry name, optionally with constructor arguments after
 colons: ``qlstm:mode=adapter:n_layers=3``.
 
@@ -50,7 +54,7 @@ from ..progress import Progress
 from .checkpoint import atomic_write, run_dir_error
 from .config import ConfigError, TrainConfig, apply_overrides, parse_value, resolve
 
-__all__ = ["compare", "model_resources", "parse_model_spec", "CompareResult", "METRIC_COLUMNS"]
+__all__ = ["compare", "model_resources", "naive_baselines", "parse_model_spec", "CompareResult", "METRIC_COLUMNS"]
 
 # (key in the run row, column header, format)
 METRIC_COLUMNS = [
@@ -211,6 +215,35 @@ def _csv_text(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+def naive_baselines(cfg: TrainConfig) -> list[dict]:
+    """Series forecasts that need no training, scored on the same test split as the models.
+
+    * ``naive: last value`` -- persistence: predict the last value of the window.
+    * ``naive: linear extrapolation`` -- ``x_T + horizon * (x_T - x_(T-1))`` from the last two values.
+
+    They show what the accuracy thresholds mean on a given series: on a smooth
+    series sampled finely, persistence already passes a loose tolerance.
+    """
+    from ..metrics import regression as R
+    from .tasks import get_task
+
+    cfg = resolve(cfg)
+    data = get_task(cfg, torch.device("cpu"), torch.float64).load_data()
+    x, y = data.x_test[..., 0].double(), data.y_test.double()
+    last = x[:, -1:]
+    preds = {"naive: last value": last}
+    if cfg.window >= 2:
+        preds["naive: linear extrapolation"] = last + cfg.horizon * (last - x[:, -2:-1])
+    rows = []
+    for name, p in preds.items():
+        rows.append({"model": name, "mse": R.mse(p, y), "r2": R.r2(p, y),
+                     "tolerance_accuracy": R.tolerance_accuracy(p, y, cfg.tolerance),
+                     "direction_accuracy": R.direction_accuracy(p, y, last), "parameters": 0, "qubits": 0,
+                     "qubits_all": 0, "idle_share": None, "encodings_per_step": 0, "executions_per_step": 0,
+                     "seconds_per_epoch": None})
+    return rows
+
+
 def _fresh_dir(base: Path) -> Path:
     path, k = base, 1
     while path.exists():
@@ -219,15 +252,49 @@ def _fresh_dir(base: Path) -> Path:
     return path
 
 
+def _reuse_or_train(cfg: TrainConfig):
+    """Train ``cfg``, or reuse (finished) or resume (unfinished) the run already in ``cfg.run_dir``.
+
+    This makes ``compare --out DIR`` continue an interrupted comparison, or
+    re-tabulate a finished one, without retraining. A run directory that holds
+    a run of another configuration is an error.
+    """
+    from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from .config import check_resume_compatible, config_from_dict
+    from .loop import TrainResult, load_run, resume, train
+
+    run = Path(cfg.run_dir)
+    if not (run / CHECKPOINT_NAME).exists():
+        return train(cfg)
+    ckpt = load_checkpoint(run)
+    stored = config_from_dict(ckpt["config"])
+    try:
+        check_resume_compatible(stored, cfg)
+        if stored.epochs != cfg.epochs:
+            raise ConfigError(f"epochs: {stored.epochs} -> {cfg.epochs}")
+    except ConfigError as exc:
+        raise ConfigError(f"{run} holds a run with another configuration ({exc}); choose another --out") from None
+    results = run / "results.json"
+    if ckpt["progress"]["epoch"] < cfg.epochs or not results.exists():
+        return resume(run, [("progress", False)])
+    import json
+
+    _, _, _, model, ckpt = load_run(run, device=cfg.device)
+    stored_results = json.loads(results.read_text())
+    history = ckpt["progress"]["history"]
+    return TrainResult(run_dir=run, config=cfg, metrics=stored_results["test"], history=history,
+                       checkpoint=run / CHECKPOINT_NAME, plots=[], parameters=stored_results["parameters"],
+                       seconds=sum(r["seconds"] for r in history), model=model)
+
+
 def compare(models: list[str], base: TrainConfig, seeds: list[int], out_dir: str | os.PathLike | None = None,
-            command: str = "", progress: bool = True) -> CompareResult:
+            command: str = "", progress: bool = True, baselines: bool = True) -> CompareResult:
     """Train every model spec at every seed with ``base`` otherwise; tabulate (see the module docstring).
 
     All configurations are resolved before anything is trained, so an unknown
-    model name fails at once with the list of valid ones.
+    model name fails at once with the list of valid ones. With ``baselines``
+    (series task), the rows of :func:`naive_baselines` are added to the table.
     """
-    from .loop import train
-
     if not models:
         raise ConfigError("no models to compare; give --models lstm,qlstm,...")
     if not seeds:
@@ -251,7 +318,7 @@ def compare(models: list[str], base: TrainConfig, seeds: list[int], out_dir: str
     for label, seed, cfg in bar:
         bar.set_postfix(model=label, seed=seed)
         t0 = time.perf_counter()
-        res = train(cfg)
+        res = _reuse_or_train(cfg)
         row = {"model": label, "seed": seed, **{k: res.metrics.get(k) for k in res.metrics},
                "parameters": res.parameters, **model_resources(res.model),
                "seconds_per_epoch": res.seconds / max(1, len(res.history)), "epochs": len(res.history),
@@ -261,6 +328,11 @@ def compare(models: list[str], base: TrainConfig, seeds: list[int], out_dir: str
     labels = [label for label, _, _ in specs]
     summary = _summarise(runs, labels)
     first = plan[0][2]
+    if baselines and first.task == "series":
+        for row in naive_baselines(first):
+            summary.append({"model": row["model"], "seeds": 0,
+                            **{f"{k}{suffix}": (row.get(k) if suffix == "_mean" else None)
+                               for k, _, _ in METRIC_COLUMNS for suffix in ("_mean", "_std")}})
     info = runs and _data_sentence(first)
     header = [
         f"Command: `{command}`" if command else "",
@@ -273,6 +345,9 @@ def compare(models: list[str], base: TrainConfig, seeds: list[int], out_dir: str
         "value is predicted correctly.",
         f"Machine: {_machine()}.",
     ]
+    if any(r["model"].startswith("naive:") for r in summary):
+        header.append("Rows `naive: ...` need no training: the last input value (persistence) and linear "
+                      "extrapolation from the last two values, scored on the same test windows.")
     md = _markdown(summary, [h for h in header if h])
     atomic_write(out / "runs.csv", lambda fh: fh.write(_csv_text(runs)), mode="w")
     atomic_write(out / "compare.csv", lambda fh: fh.write(_csv_text(summary)), mode="w")
