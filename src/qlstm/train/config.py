@@ -327,8 +327,13 @@ def read_config_file(path: str | os.PathLike) -> list[tuple[str, Any]]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
-            import tomllib
-
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10: the same parser as a package
+                try:
+                    import tomli as tomllib
+                except ImportError:
+                    raise ConfigError(f"{path}: reading TOML needs Python 3.11+ or `pip install tomli`") from None
             data = tomllib.loads(text)
         elif suffix in (".yaml", ".yml"):
             try:
