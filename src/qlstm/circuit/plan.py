@@ -42,6 +42,10 @@ from ..sim import kernels as K
 from ..sim.gates import lookup
 from .circuit import Circuit
 from .adjoint import FusedExpval, FusedRun, eligible_gate
+from .heisenberg import (
+    BlochExpval, PauliExpval, TransferRows, bloch_of, bloch_prefix, bloch_rotation, conjugate_rows, constant_transfer, observable_vectors,
+    pauli_transfer, rotation_spec, so3_of,
+)
 from .execute import amplitude_vector, embed_fresh, gate_matrix_of
 from .expr import BinOp, Const, Expr, Func, Input, Weight
 from .ops import AmplitudeEncoding, Gate, Measure
@@ -196,6 +200,16 @@ class _ConstBlock:
             return [_perm_operator(v / (index + 1), index, cdtype)]
         return [("gate", g) for g in self.gates]
 
+    def transfer(self, device) -> tuple:
+        """The block's action on Pauli coefficient rows (:func:`~qlstm.circuit.heisenberg.constant_transfer`)."""
+        key = ("transfer", str(device))
+        if key not in self._cache:
+            m = torch.eye(2**self.n, dtype=torch.complex128, device=device)
+            for g in self.gates:
+                m = _apply_gate(m, gate_matrix_of(g, None, None, torch.complex128, device), g, self.n)
+            self._cache[key] = constant_transfer(m, self.n)
+        return self._cache[key]
+
 
 def _perm_operator(phase: torch.Tensor, index: torch.Tensor, cdtype):
     ones = bool(torch.allclose(phase, torch.ones_like(phase)))
@@ -324,6 +338,45 @@ class _WeightRun:
                 plan.append(("layer", next(layers)))
         return FusedRun.apply(plan, n, cdtype, *mats)
 
+    def transfer_rows(self, o: torch.Tensor, w, cdtype, device, n: int) -> torch.Tensor:
+        """Conjugate observables ``o [K, 4**n]`` (Pauli coefficient rows) by the run: ``U^dag O U``.
+
+        Real arithmetic, last part first: a constant block is a signed permutation
+        (or dense map) of the coefficients, a layer the Kronecker product of its
+        gates' Bloch rotations. Returns ``[*G, K, 4**n]``. Needs :meth:`adjoint_ready`.
+        """
+        rdtype = o.dtype
+        rots = []
+        for grp in self.merged.groups:
+            r = bloch_rotation(grp.name, [sl.evaluate(None, w, rdtype, device) for sl in grp.slots])
+            if r is None:
+                r = so3_of(grp.matrices(None, w, cdtype, device))
+            if w is not None and w.dim() > 1:
+                r = r.squeeze(-3)  # [m, *G, 1, 3, 3] -> [m, *G, 3, 3]
+            rots.append(r)
+        return TransferRows.apply(self._transfer_plan(rdtype, device, n), n, o, *rots)
+
+    def _transfer_plan(self, rdtype, device, n: int) -> list:
+        """The parts, last first, as :class:`~qlstm.circuit.heisenberg.TransferRows` steps (cached)."""
+        key = ("transfer_plan", rdtype, str(device), n)
+        cache = self.__dict__.setdefault("_cache", {})
+        if key not in cache:
+            plan, layers = [], list(self.merged.where)
+            for part in reversed(self.parts):
+                if isinstance(part, _ConstBlock):
+                    kind, a, b = part.transfer(device)
+                    if kind == "perm":
+                        inverse = torch.empty_like(a)
+                        inverse[a] = torch.arange(a.numel(), device=a.device)
+                        plan.append(("perm", a, b.to(rdtype), inverse))
+                    else:
+                        plan.append(("dense", a.to(rdtype)))
+                else:
+                    entries = {wire: (gi, pos) for wire, gi, pos in layers.pop()}
+                    plan.extend(("rot", q, *entries.get(q, (None, None))) for q in range(n))
+            cache[key] = plan
+        return cache[key]
+
     def operators(self, w, cdtype, device) -> list:
         layer_ops = iter(self.merged.operators(w, cdtype, device)) if self.merged else iter(())
         out = []
@@ -353,6 +406,9 @@ class Program:
     wires: tuple[int, ...] | None = None  # original wires simulated, if restricted to a light cone
     #: multiply weight-only runs with the hand-written backward of :class:`~qlstm.circuit.adjoint.FusedRun`
     use_adjoint: bool = True
+    #: largest register evaluated in the Heisenberg picture (:mod:`~qlstm.circuit.heisenberg`):
+    #: ``4**n`` real features per sample against a ``2**n`` complex statevector times ``2**n``
+    heisenberg_max_qubits: int = 4
 
     _cache: dict = field(default_factory=dict, repr=False)
 
@@ -370,16 +426,20 @@ class Program:
         return self._cache[key]
 
     def bind(self, weights: torch.Tensor | None, *, dtype=torch.complex128, device=None) -> "BoundProgram":
-        """Evaluate everything that depends on weights only.
+        """Bind weights; everything that depends on weights only is evaluated once, on first use.
 
         Args:
             weights: ``[n_weights]`` or grouped ``[*G, n_weights]``.
             dtype: complex dtype of the simulation.
         """
-        n = self.circuit.n_qubits
         w = weights
         if w is not None and w.dim() > 1:
             w = w.unsqueeze(-2)  # [*G, 1, n_w]: broadcasts against the batch dimension of inputs
+        return BoundProgram(self, w, None, dtype, device)
+
+    def operators(self, w, dtype, device) -> list:
+        """The bound steps: fused ``("dense", m)`` matrices, gathers, layers and data-dependent gates."""
+        n = self.circuit.n_qubits
         ops = []
         for step in self.steps:
             if isinstance(step, Gate):
@@ -401,7 +461,55 @@ class Program:
                 ops.append(("dense", m))  # row j is U e_j, so state @ m applies U
             else:
                 ops.extend(run_ops)
-        return BoundProgram(self, w, ops, dtype, device)
+        return ops
+
+    def heisenberg_groups(self) -> list | None:
+        """The data-reading prefix groups if :meth:`BoundProgram.expvals` can work in the
+        Heisenberg picture (:mod:`~qlstm.circuit.heisenberg`), else None.
+
+        Needs: at most :attr:`heisenberg_max_qubits` qubits, a product-state encoding
+        whose angles read inputs and constants only (at least one input), nothing data-dependent after it
+        (one weight-only run at most), and Pauli-string observables.
+        """
+        key = "heisenberg_groups"
+        if key not in self._cache:
+            groups = [grp for position in self.prefix for grp in position]
+            ok = (self.circuit.n_qubits <= self.heisenberg_max_qubits and not self.amplitude and self.fuse
+                  and bool(self.circuit.observables)
+                  and all(isinstance(st, _WeightRun) for st in self.steps) and len(self.steps) <= 1
+                  and not any(isinstance(leaf, Weight) for grp in groups for sl in grp.slots
+                              for e in sl.exprs for leaf in e.leaves())
+                  and any(isinstance(leaf, Input) for grp in groups for sl in grp.slots
+                          for e in sl.exprs for leaf in e.leaves()))
+            self._cache[key] = groups if ok else None
+        return self._cache[key]
+
+    def rotation_spec(self, dtype, device) -> list | None:
+        """:func:`~qlstm.circuit.heisenberg.rotation_spec` of the Heisenberg prefix groups (cached)."""
+        key = ("rotation_spec", dtype, str(device))
+        if key not in self._cache:
+            groups = self.heisenberg_groups()
+            self._cache[key] = None if groups is None else rotation_spec(groups, dtype, device)
+        return self._cache[key]
+
+    def transfer_table(self, w, dtype, device, ops: list | None = None) -> torch.Tensor:
+        """Pauli transfer table ``[4**n, *G, K]`` of everything after the encoding.
+
+        Propagates the observables backwards through the weight-only run in real
+        arithmetic when it consists of constant blocks and single-qubit layers;
+        otherwise decomposes its fused matrix (taken from ``ops`` if already bound).
+        """
+        circ = self.circuit
+        n = circ.n_qubits
+        rdtype = torch.float64 if dtype == torch.complex128 else torch.float32
+        if not self.steps:
+            return pauli_transfer(None, circ.observables, n, dtype, device)
+        run = self.steps[0]
+        if ops is None and self.use_adjoint and run.adjoint_ready(n):
+            o = observable_vectors(circ.observables, n, rdtype, device)
+            return run.transfer_rows(o, w, dtype, device, n).movedim(-1, 0)
+        ops = self.operators(w, dtype, device) if ops is None else ops
+        return pauli_transfer(ops[0][1], circ.observables, n, dtype, device)
 
 
 def _run_prefix(vecs: torch.Tensor, positions: list[list[_Group]], x, w, dtype, device, n: int) -> torch.Tensor:
@@ -433,9 +541,11 @@ class BoundProgram:
 
     #: use the hand-written backward of :mod:`qlstm.circuit.adjoint` where it applies
     fused = True
+    #: use the Heisenberg-picture evaluation of :mod:`qlstm.circuit.heisenberg` where it applies
+    heisenberg = True
 
-    def __init__(self, program: Program, weights, ops, dtype, device):
-        self.program, self.weights, self.ops = program, weights, ops
+    def __init__(self, program: Program, weights, ops, dtype, device, table=None):
+        self.program, self.weights, self._ops, self._table = program, weights, ops, table
         self.dtype, self.device = dtype, device
         self._zsigns = program.z_sign_matrix(dtype, device)
         n = program.circuit.n_qubits
@@ -443,12 +553,30 @@ class BoundProgram:
         vecs0[:, 0] = 1
         # leading gates that read no data are applied once here, not at every call
         self._vecs0 = _run_prefix(vecs0, program.static_prefix, None, weights, dtype, device, n)
+        groups = program.heisenberg_groups()
+        self._heis = groups if groups is not None and self._vecs0.dim() == 2 else None
+        self._r0 = None
+
+    @property
+    def ops(self) -> list:
+        """The bound steps (see :meth:`Program.operators`), built on first use."""
+        if self._ops is None:
+            self._ops = self.program.operators(self.weights, self.dtype, self.device)
+        return self._ops
+
+    def _transfer(self) -> torch.Tensor:
+        """Pauli transfer table ``[4**n, *G, K]``, built on first use and kept for this bind."""
+        if self._table is None:
+            self._table = self.program.transfer_table(self.weights, self.dtype, self.device, self._ops)
+        return self._table
 
     def subset(self, index: slice | int) -> "BoundProgram":
         """The bound program of a subset of the weight groups (first group dimension).
 
         Lets one bind of ``[6, n_weights]`` serve the four gate VQCs and the
-        two processing VQCs of a QLSTM cell separately.
+        two processing VQCs of a QLSTM cell separately: the weight-only work
+        (the fused matrices, or the Pauli transfer table) is done once for all
+        groups and cut.
         """
         if self.weights is None or self.weights.dim() < 3:
             raise CircuitError("subset() needs grouped weights [G, n_weights]")
@@ -458,6 +586,15 @@ class BoundProgram:
         def cut(t):
             return t[index] if isinstance(t, torch.Tensor) and t.dim() > 2 else t
 
+        out = object.__new__(BoundProgram)
+        out.program, out.weights = self.program, self.weights[index]
+        out.dtype, out.device, out._zsigns, out._heis = self.dtype, self.device, self._zsigns, self._heis
+        out._vecs0 = self._vecs0[:, index] if self._vecs0.dim() > 3 else self._vecs0
+        out._ops = out._table = out._r0 = None
+        if self._heis is not None and self.heisenberg and self._ops is None:
+            table = self._transfer()
+            out._table = table[:, index] if table.dim() > 2 else table
+            return out
         ops = []
         for op in self.ops:
             if op[0] == "dense":
@@ -466,10 +603,7 @@ class BoundProgram:
                 ops.append(("layer", {w: cut(m) for w, m in op[1].items()}))
             else:
                 ops.append(op)
-        out = object.__new__(BoundProgram)
-        out.program, out.weights, out.ops = self.program, self.weights[index], ops
-        out.dtype, out.device, out._zsigns = self.dtype, self.device, self._zsigns
-        out._vecs0 = self._vecs0[:, index] if self._vecs0.dim() > 3 else self._vecs0
+        out._ops = ops
         return out
 
     def encode(self, x: torch.Tensor | None, batch: int | None = None) -> torch.Tensor:
@@ -527,10 +661,32 @@ class BoundProgram:
     def expvals(self, x: torch.Tensor | None, batch: int | None = None) -> torch.Tensor:
         """``[*G, B, n_observables]`` exact expectation values.
 
-        Uses the hand-written backward of :mod:`qlstm.circuit.adjoint` when the
-        circuit has its shape (data-encoding rotations, one fused unitary, Z
-        read-outs); otherwise the autograd path :meth:`state` + :meth:`measure`.
+        Picks, in order: the Heisenberg picture (:mod:`~qlstm.circuit.heisenberg`: a
+        Pauli transfer table built once per bind, then one real Kronecker product and
+        matrix product per call) for small registers; the hand-written backward of
+        :mod:`qlstm.circuit.adjoint` for "data-encoding rotations, one fused unitary,
+        Z read-outs"; otherwise the autograd path :meth:`state` + :meth:`measure`
+        (the reference the other two are tested against).
         """
+        if self._heis is not None and self.heisenberg and x is not None:
+            table = self._transfer()  # [4**n, *G, K]
+            flat = table.reshape(table.shape[0], -1)
+            if self._r0 is None:
+                self._r0 = bloch_of(self._vecs0)  # [n, 3]
+            spec = self.program.rotation_spec(self.dtype, self.device)
+            if spec is not None and self.fused:
+                rd = self._r0.dtype
+                angles = [grp.slots[0].evaluate(x, None, rd, self.device) for grp in self._heis
+                          if lookup(grp.name).num_params]
+                angles = [a if a.dim() == 2 else a.unsqueeze(-1) for a in angles]
+                out = BlochExpval.apply(spec, self._r0, flat, *angles)  # [B, G * K]
+            else:
+                r = bloch_prefix(self._r0, self._heis, x, self.dtype)  # [n, B, 3]
+                out = PauliExpval.apply(r, flat)
+            out = out.reshape(out.shape[0], *table.shape[1:]).movedim(0, -2)
+            if self.weights is not None and self.weights.dim() > 2 and out.dim() == 2:
+                out = out.expand(*self.weights.shape[:-2], *out.shape)  # grouped weights the unitary ignores
+            return out
         if not hasattr(self, "_fused"):
             self._fused = self._fused_spec()
         fused = self._fused if self.fused else None

@@ -1,0 +1,451 @@
+"""Heisenberg-picture evaluation of small encoded circuits, in real arithmetic.
+
+For a circuit "product-state encoding, data-independent unitary ``U``, Pauli
+read-outs" the expectation values are
+
+.. math::
+    \\langle O_k \\rangle = \\mathrm{Tr}\\big(\\rho(x)\\, U^\\dagger O_k U\\big),\\qquad
+    \\rho(x) = \\bigotimes_w \\tfrac12 \\big(I + \\vec r_w(x)\\cdot\\vec\\sigma\\big)
+
+so with the *Pauli transfer table* :math:`T_{\\alpha k} = 2^{-n}\\,\\mathrm{Tr}(P_\\alpha U^\\dagger O_k U)`
+over the :math:`4^n` Pauli strings :math:`P_\\alpha`,
+
+.. math::
+    \\langle O_k \\rangle = \\sum_\\alpha T_{\\alpha k} \\prod_w (1, r_w^x, r_w^y, r_w^z)_{\\alpha_w}
+
+-- one real Kronecker product of per-wire Bloch 4-vectors and one real
+matrix product per call. ``T`` depends on the weights only: it is built once
+per forward pass (:func:`pauli_transfer`) and reused at every time step of a
+recurrent model, for every sample. A data-dependent rotation of the encoding
+rotates the wire's Bloch vector (:func:`bloch_prefix`); no complex numbers,
+no ``2^n`` statevector per sample.
+
+This pays while :math:`4^n` stays small (QLSTM gate VQCs: ``n = 4`` gives 256
+features); :class:`~qlstm.circuit.plan.BoundProgram` uses it up to
+``Program.heisenberg_max_qubits`` and the statevector path above that. The
+statevector path (and ``run(..., method="reference")``) is the reference the
+tests compare it against.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..sim import kernels as K
+from .adjoint import _kron_tree, _kron_tree_back
+
+__all__ = ["BlochExpval", "PauliExpval", "TransferRows", "rotation_spec", "pauli_transfer", "constant_transfer", "conjugate_rows", "bloch_rotation",
+           "observable_vectors",
+           "bloch_of", "bloch_prefix", "so3_of"]
+
+# E[(r, c), p] = (sigma_p)_{c r} / 2, p over (I, X, Y, Z): Tr(P M) = sum_rc P_cr M_rc per qubit
+_E = ((0.5, 0, 0, 0.5), (0, 0.5, 0.5j, 0), (0, 0.5, -0.5j, 0), (0.5, 0, 0, -0.5))
+_CACHE: dict = {}
+
+
+def _cached(key, make):
+    t = _CACHE.get(key)
+    if t is None:
+        t = _CACHE[key] = make()
+    return t
+
+
+def _string_matrix(letters: str, dtype, device) -> torch.Tensor:
+    m = K.pauli_matrix(letters[0], dtype=dtype, device=device)
+    for p in letters[1:]:
+        m = torch.kron(m, K.pauli_matrix(p, dtype=dtype, device=device))
+    return m
+
+
+def _letters(o, n: int) -> str:
+    letters = ["I"] * n
+    for p, w in zip(o.paulis, o.wires):
+        letters[w] = p
+    return "".join(letters)
+
+
+def observable_matrices(observables, n: int, dtype, device) -> torch.Tensor:
+    """``[K, 2**n, 2**n]`` dense matrices of Pauli-string observables (constants, cached)."""
+    key = ("obs", tuple(_letters(o, n) for o in observables), dtype, str(device))
+    return _cached(key, lambda: torch.stack([_string_matrix(_letters(o, n), dtype, device) for o in observables]))
+
+
+def observable_vectors(observables, n: int, dtype, device) -> torch.Tensor:
+    """``[K, 4**n]`` Pauli-basis coefficients of Pauli-string observables (one-hot rows)."""
+    def make():
+        out = torch.zeros(len(observables), 4**n, dtype=dtype, device=device)
+        for k, o in enumerate(observables):
+            out[k, sum("IXYZ".index(p) * 4 ** (n - 1 - w) for w, p in enumerate(_letters(o, n)))] = 1
+        return out
+
+    return _cached(("obsvec", tuple(_letters(o, n) for o in observables), dtype, str(device)), make)
+
+
+def pauli_transfer(m: torch.Tensor | None, observables, n: int, dtype, device) -> torch.Tensor:
+    """Pauli transfer table ``[4**n, *G, K]`` (real) of a unitary and observables.
+
+    Args:
+        m: ``[*G, 2**n, 2**n]`` unitary in rows form (``state @ m`` applies ``U``,
+            i.e. ``m = U^T``), or None for the identity.
+        observables: the circuit's Pauli-string observables (``.paulis``, ``.wires``),
+            or a ``[K, 2**n, 2**n]`` tensor of Hermitian matrices.
+
+    Entry ``[alpha, g, k]`` is :math:`2^{-n}\\mathrm{Tr}(P_\\alpha U_g^\\dagger O_k U_g)`,
+    with ``alpha`` the base-4 digits ``(I, X, Y, Z) = 0..3`` of wires ``0..n-1``,
+    wire 0 most significant. Differentiable with respect to ``m``.
+    """
+    obs = observables if isinstance(observables, torch.Tensor) else observable_matrices(observables, n, dtype, device)
+    if m is None:
+        heis = obs
+    else:
+        # U^dag O U with U = m^T: conj(m) @ O @ m^T
+        heis = m.conj().unsqueeze(-3) @ obs @ m.transpose(-1, -2).unsqueeze(-3)  # [*G, K, d, d]
+    lead = heis.shape[:-2]
+    x = heis.reshape(-1, *([2] * (2 * n)))
+    # interleave row and column bit of every qubit: [..., r0, c0, r1, c1, ...]
+    perm = [0] + [1 + q + off for q in range(n) for off in (0, n)]
+    x = x.permute(perm).reshape(-1, *([4] * n))
+    e = _cached(("E", dtype, str(device)), lambda: torch.tensor(_E, dtype=dtype, device=device))
+    for _ in range(n):
+        x = torch.tensordot(x, e, dims=([1], [0]))  # contracts one qubit's (r, c); its Pauli index goes last
+    t = x.real.reshape(*lead, 4**n)  # [*G, K, 4**n], Pauli digits in wire order
+    return t.movedim(-1, 0)
+
+
+def constant_transfer(m: torch.Tensor, n: int) -> tuple:
+    """How a constant unitary (rows form ``[2**n, 2**n]``) maps Pauli coefficient rows ``o -> o'``.
+
+    ``o'_alpha = sum_beta o_beta Q[beta, alpha]`` with
+    :math:`Q_{\\beta\\alpha} = 2^{-n}\\mathrm{Tr}(P_\\alpha U^\\dagger P_\\beta U)`.
+    Returns ``("perm", source, sign)`` when ``Q`` is a signed permutation (every
+    Clifford block: CNOT rings, SWAP, CZ, H, S), else ``("dense", Q, None)``; float64.
+    """
+    names = ["".join("IXYZ"[(a >> (2 * (n - 1 - w))) & 3] for w in range(n)) for a in range(4**n)]
+    basis = torch.stack([_string_matrix(nm, torch.complex128, m.device) for nm in names])
+    q = pauli_transfer(m.to(torch.complex128), basis, n, torch.complex128, m.device).T  # [beta, alpha]
+    nz = q.abs() > 1e-9
+    if bool((nz.sum(0) == 1).all()) and bool(torch.allclose(q.abs()[nz], torch.ones(()).double())):
+        source = nz.double().argmax(0)
+        return ("perm", source, q[source, torch.arange(4**n)].sign())  # exactly +-1
+    return ("dense", q, None)
+
+
+def bloch_rotation(name: str, params: list[torch.Tensor]) -> torch.Tensor | None:
+    """Closed-form Bloch rotation ``[..., 3, 3]`` of a one-qubit rotation gate, else None.
+
+    ``R_ij`` with :math:`G\\sigma_jG^\\dagger = \\sum_i R_{ij}\\sigma_i`: ``RX/RY/RZ(theta)`` turn
+    about their axis, the phase gate is ``RZ`` up to a global phase,
+    ``Rot(phi, theta, omega) = RZ(omega) RY(theta) RZ(phi)`` and Qiskit's
+    ``U(theta, phi, lam) = RZ(phi) RY(theta) RZ(lam)`` up to phase. Real arithmetic only,
+    all gates of a group in one call.
+    """
+    if name in _ROTATION_PLANE:
+        th = params[0]
+        c, s = torch.cos(th), torch.sin(th)
+        one, zero = torch.ones_like(c), torch.zeros_like(c)
+        i, j = _ROTATION_PLANE[name]
+        k = 3 - i - j
+        entries = [[None] * 3 for _ in range(3)]
+        entries[i][i], entries[i][j], entries[j][i], entries[j][j] = c, -s, s, c
+        entries[k][k] = one
+        for a in range(3):
+            for b in range(3):
+                if entries[a][b] is None:
+                    entries[a][b] = zero
+        return torch.stack([e for row in entries for e in row], -1).unflatten(-1, (3, 3))
+    if name == "rot":
+        phi, theta, omega = torch.broadcast_tensors(*params)
+    elif name == "u3":
+        theta, omega, phi = torch.broadcast_tensors(*params)
+    else:
+        return None
+    cs = torch.stack([phi, theta, omega])
+    (c1, c2, c3), (s1, s2, s3) = torch.cos(cs), torch.sin(cs)
+    c2c1, c2s1 = c2 * c1, c2 * s1
+    return torch.stack([
+        c3 * c2c1 - s3 * s1, -c3 * c2s1 - s3 * c1, c3 * s2,
+        s3 * c2c1 + c3 * s1, c3 * c1 - s3 * c2s1, s3 * s2,
+        -s2 * c1, s2 * s1, c2,
+    ], -1).unflatten(-1, (3, 3))
+
+
+def conjugate_rows(o: torch.Tensor, rot: torch.Tensor, wire: int, n: int) -> torch.Tensor:
+    """Pauli coefficient rows ``o [..., 4**n]`` after conjugation by a one-qubit gate on ``wire``.
+
+    With :math:`G\\sigma_jG^\\dagger = \\sum_i R_{ij}\\sigma_i` (``rot`` ``[*G, 3, 3]``),
+    :math:`G^\\dagger (\\sum_i o_i\\sigma_i) G = \\sum_j (\\sum_i o_i R_{ij})\\sigma_j`:
+    the wire's axis of ``o`` is multiplied by :math:`1 \\oplus R` (identity part unchanged).
+    Returns ``[*G, ..., 4**n]`` (leading group dimensions of ``rot`` broadcast in front).
+    """
+    r4t = torch.nn.functional.pad(rot.transpose(-1, -2), (1, 0, 1, 0)) + _unit00(rot.dtype, rot.device)
+    lead = o.shape[:-1]
+    o = o.reshape(*lead, 4**wire, 4, 4 ** (n - 1 - wire))
+    o = r4t.unsqueeze(-3).unsqueeze(-3) @ o
+    return o.reshape(*o.shape[:-3], 4**n)
+
+
+def _unit00(dtype, device) -> torch.Tensor:
+    def make():
+        e = torch.zeros(4, 4, dtype=dtype, device=device)
+        e[0, 0] = 1
+        return e
+
+    return _cached(("e00", dtype, str(device)), make)
+
+
+def bloch_of(vecs: torch.Tensor) -> torch.Tensor:
+    """Bloch vectors ``[..., 3]`` (real) of single-qubit states ``[..., 2]`` (complex)."""
+    a, b = vecs[..., 0], vecs[..., 1]
+    ab = a.conj() * b
+    return torch.stack([2 * ab.real, 2 * ab.imag, a.abs().square() - b.abs().square()], -1)
+
+
+def so3_of(u: torch.Tensor) -> torch.Tensor:
+    """The rotation ``[..., 3, 3]`` that a single-qubit unitary ``[..., 2, 2]`` does to Bloch vectors.
+
+    :math:`R_{ij} = \\tfrac12 \\mathrm{Tr}(\\sigma_i U \\sigma_j U^\\dagger)`.
+    """
+    sig = _cached(("sig", u.dtype, str(u.device)),
+                  lambda: torch.stack([K.pauli_matrix(p, dtype=u.dtype, device=u.device) for p in "XYZ"]))
+    conj_t = u.conj().transpose(-1, -2)
+    return 0.5 * torch.einsum("iab,...bc,jcd,...da->...ij", sig, u, sig, conj_t).real
+
+
+# axis of each rotation and the pair (a, b) it turns: a' = a cos - b sin, b' = a sin + b cos
+_ROTATION_PLANE = {"rx": (1, 2), "ry": (2, 0), "rz": (0, 1), "phaseshift": (0, 1)}
+
+
+def rotate_bloch(name: str, theta: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``r [m, B, 3]`` rotated by the one-angle rotation ``name`` with angles ``theta [m, B]``.
+
+    ``R_P(theta)`` turns the Bloch vector about axis ``P`` by ``theta``; the
+    phase gate is ``RZ`` up to a global phase.
+    """
+    i, j = _ROTATION_PLANE[name]
+    c, s = torch.cos(theta), torch.sin(theta)
+    a, b = r[..., i], r[..., j]
+    comps = list(r.unbind(-1))
+    comps[i], comps[j] = a * c - b * s, a * s + b * c
+    return torch.stack(comps, -1)
+
+
+def bloch_prefix(r0: torch.Tensor, groups, x: torch.Tensor, dtype) -> torch.Tensor:
+    """Per-wire Bloch vectors ``[n, B, 3]`` after the data-reading prefix groups.
+
+    Args:
+        r0: ``[n, 3]`` Bloch vectors of the data-free start (after the static prefix).
+        groups: prefix gate groups (:class:`~qlstm.circuit.plan._Group`) in order;
+            their parameters read inputs and constants only.
+        x: ``[B, n_inputs]`` data batch; ``dtype``: the complex simulation dtype.
+    """
+    n, batch = r0.shape[0], x.shape[0]
+    rdtype = r0.dtype
+    r = r0.unsqueeze(1).expand(n, batch, 3)
+    for grp in groups:
+        wires = list(grp.wires)
+        whole = wires == list(range(n))
+        sub = r if whole else r[wires]
+        if grp.name in _ROTATION_PLANE:
+            theta = grp.slots[0].evaluate(x, None, rdtype, x.device)
+            if theta.dim() == 1:
+                theta = theta.unsqueeze(-1)
+            new = rotate_bloch(grp.name, theta, sub)
+        else:
+            rot = so3_of(grp.matrices(x, None, dtype, x.device))  # [m, (B,) 3, 3]
+            if rot.dim() == 3:
+                rot = rot.unsqueeze(1)
+            new = (rot @ sub.unsqueeze(-1)).squeeze(-1)
+        new = new.expand(len(wires), batch, 3)
+        if whole:
+            r = new
+        else:
+            r = r.clone()
+            r[wires] = new
+    return r
+
+
+class PauliExpval(torch.autograd.Function):
+    """``[B, C]`` from Bloch vectors ``r [n, B, 3]`` and a flattened table ``t [4**n, C]``.
+
+    Forward: features ``f = (1, r_0) (x) ... (x) (1, r_{n-1})`` ``[B, 4**n]``, then ``f @ t``.
+    Backward by hand: ``dt = f^T g``, ``df = g t^T``, and each wire's factor gradient by
+    contracting ``df`` with the other wires' factors (Kronecker tree by halves).
+    """
+
+    @staticmethod
+    def forward(ctx, r, t):
+        ones = torch.ones(*r.shape[:-1], 1, dtype=r.dtype, device=r.device)
+        factors = torch.cat([ones, r], -1)  # [n, B, 4]
+        f, tree = _kron_tree(list(factors.unbind(0)))
+        ctx.tree, ctx.n = tree, r.shape[0]
+        ctx.save_for_backward(f, t)
+        return f @ t
+
+    @staticmethod
+    def backward(ctx, g):
+        f, t = ctx.saved_tensors
+        gt = f.T @ g if ctx.needs_input_grad[1] else None
+        gr = None
+        if ctx.needs_input_grad[0]:
+            gr = torch.stack(_kron_tree_back(g @ t.T, ctx.tree, ctx.n))[..., 1:]
+        return gr, gt
+
+
+def rotation_spec(groups, dtype, device) -> list | None:
+    """What :class:`BlochExpval` needs of the prefix groups, or None if a group needs the generic path.
+
+    One ``(name, wires, fixed)`` per group: ``fixed`` is the constant Bloch rotation
+    ``[3, 3]`` of a parameter-free gate (H, S, X, ...), None for the one-angle
+    rotations of :data:`_ROTATION_PLANE`.
+    """
+    from ..sim.gates import lookup
+
+    spec = []
+    for grp in groups:
+        if grp.name in _ROTATION_PLANE:
+            spec.append((grp.name, tuple(grp.wires), None))
+        elif lookup(grp.name).num_params == 0:
+            rdtype = torch.float64 if dtype == torch.complex128 else torch.float32
+            fixed = so3_of(lookup(grp.name).matrix((), dtype=torch.complex128, device=device)).to(rdtype)
+            spec.append((grp.name, tuple(grp.wires), fixed))
+        else:
+            return None
+    return spec
+
+
+class BlochExpval(torch.autograd.Function):
+    """Encoding rotations, Kronecker product and transfer table in one autograd node.
+
+    ``apply(spec, r0, t, *angles)``: start Bloch vectors ``r0 [n, 3]``, a
+    :func:`rotation_spec`, a flattened table ``t [4**n, C]`` and one angle tensor
+    ``[m, B]`` (or ``[m, 1]`` for constants) per rotation group; returns ``[B, C]``.
+    The same numbers as :func:`bloch_prefix` followed by :class:`PauliExpval`, with
+    a hand-written backward: a rotation in the ``(i, j)`` plane gives
+    :math:`\\partial L/\\partial\\theta = g_j r'_i - g_i r'_j` from its output ``r'`` and
+    passes :math:`R^T g` on.
+    """
+
+    @staticmethod
+    def forward(ctx, spec, r0, t, *angles):
+        n = r0.shape[0]
+        batch = max((a.shape[-1] for a in angles), default=1)
+        r = r0.unsqueeze(1).expand(n, batch, 3)
+        history, it = [], iter(angles)
+        for name, wires, fixed in spec:
+            whole = len(wires) == n and wires == tuple(range(n))
+            sub = r if whole else r[list(wires)]
+            if fixed is not None:
+                new, saved = sub @ fixed.T, None
+            else:
+                theta = next(it)
+                c, s = torch.cos(theta), torch.sin(theta)
+                i, j = _ROTATION_PLANE[name]
+                a, b = sub[..., i], sub[..., j]
+                new = sub.clone() if sub.shape[1] == batch else sub.expand(len(wires), batch, 3).clone()
+                new[..., i] = a * c - b * s
+                new[..., j] = a * s + b * c
+                saved = (c, s, theta.shape)
+            if whole:
+                r = new
+            else:
+                r = r.clone() if r.shape[1] == batch and r.is_contiguous() else r.expand(n, batch, 3).clone()
+                r[list(wires)] = new
+            history.append((name, wires, whole, fixed, saved, new))
+        factors = torch.cat([torch.ones(n, batch, 1, dtype=r.dtype, device=r.device), r], -1)
+        f, tree = _kron_tree(list(factors.unbind(0)))
+        ctx.history, ctx.tree, ctx.n = history, tree, n
+        ctx.save_for_backward(f, t)
+        return f @ t
+
+    @staticmethod
+    def backward(ctx, g):
+        f, t = ctx.saved_tensors
+        n = ctx.n
+        gt = f.T @ g if ctx.needs_input_grad[2] else None
+        grads = []
+        gr = torch.stack(_kron_tree_back(g @ t.T, ctx.tree, n))[..., 1:]  # [n, B, 3]
+        for name, wires, whole, fixed, saved, out in reversed(ctx.history):
+            gout = gr if whole else gr[list(wires)]
+            if fixed is not None:
+                gin = gout @ fixed
+            else:
+                c, s, shape = saved
+                i, j = _ROTATION_PLANE[name]
+                gi, gj = gout[..., i], gout[..., j]
+                grads.append((gj * out[..., i] - gi * out[..., j]).sum_to_size(shape))
+                gin = gout.clone()
+                gin[..., i] = gi * c + gj * s
+                gin[..., j] = gj * c - gi * s
+            if whole:
+                gr = gin
+            else:
+                gr = gr.clone()
+                gr[list(wires)] = gin
+        grads.reverse()
+        g_r0 = gr.sum(1) if ctx.needs_input_grad[1] else None
+        return (None, g_r0, gt, *grads)
+
+
+class TransferRows(torch.autograd.Function):
+    """Observables' Pauli rows conjugated by a run of constant blocks and one-qubit layers.
+
+    ``apply(plan, n, o, *rots)``: ``o [K, 4**n]`` coefficient rows, ``rots`` the Bloch
+    rotations ``[m_g, *G, 3, 3]`` of each gate group, and ``plan`` the run's parts in
+    *reverse* order of application: ``("perm", source, sign, inverse)``, ``("dense", Q)``
+    (:func:`constant_transfer`) or, per layer, ``n`` steps ``("rot", wire, group, position)``
+    for wires ``0..n-1`` in order (group None: no gate on that wire). Returns ``[*G, K, 4**n]``.
+
+    A layer is applied wire by wire as one small matrix product each: the rows are held as
+    ``[*G, K, 4, 4**(n-1)]`` with the current wire's Pauli index first; multiplying by
+    :math:`1\\oplus R` from the right and transposing moves that index last, so after ``n`` steps the
+    wire order is back where it started and no step copies data. Same numbers as
+    :func:`conjugate_rows` wire by wire (the reference in the tests).
+
+    Backward by hand: a permutation scatters the gradient back, a dense map multiplies
+    by ``Q^T``, a layer step passes :math:`(1\\oplus R)` times the gradient and collects
+    :math:`\\partial L/\\partial R_{ij} = \\sum o_i\\, g_j` over the other axes.
+    """
+
+    @staticmethod
+    def forward(ctx, plan, n, o, *rots):
+        e00 = _unit00(o.dtype, o.device)
+        # 1 (+) R of every gate, padded once; [m, *G, 1, 4, 4] broadcasts over the K rows
+        r4 = [(torch.nn.functional.pad(r, (1, 0, 1, 0)) + e00).unsqueeze(-3) for r in rots]
+        lead = r4[0].shape[1:-3] if r4 else ()
+        o = o.expand(*lead, *o.shape).contiguous()  # [*G, K, 4**n]
+        shape = o.shape
+        history = []
+        for step in plan:
+            history.append(o)
+            if step[0] == "perm":
+                o = o.index_select(-1, step[1]) * step[2]
+            elif step[0] == "dense":
+                o = o @ step[1]
+            else:
+                ot = o.view(*shape[:-1], 4, -1).transpose(-1, -2)  # [*G, K, 4**(n-1), 4]
+                o = (ot.contiguous() if step[2] is None else ot @ r4[step[2]][step[3]]).view(shape)
+        ctx.plan, ctx.n, ctx.history, ctx.r4 = plan, n, history, r4
+        ctx.save_for_backward(*rots)
+        return o
+
+    @staticmethod
+    def backward(ctx, g):
+        rots = ctx.saved_tensors
+        grots = [torch.zeros_like(r) for r in rots]
+        shape = g.shape
+        for step, o in zip(reversed(ctx.plan), reversed(ctx.history)):
+            if step[0] == "perm":
+                g = (g * step[2]).index_select(-1, step[3])
+            elif step[0] == "dense":
+                g = g @ step[1].T
+            else:
+                gt = g.view(*shape[:-1], -1, 4).transpose(-1, -2)  # [*G, K, 4, 4**(n-1)]
+                if step[2] is None:
+                    g = gt.contiguous().view(shape)
+                    continue
+                m = ctx.r4[step[2]][step[3]]
+                # out = o^T M with o [.., 4, R]: dL/dM = o out_grad summed over rows, dL/do = M out_grad^T
+                gm = (o.view(*shape[:-1], 4, -1) @ gt.transpose(-1, -2)).sum(-3)  # [*G, 4, 4]
+                grots[step[2]][step[3]] += gm[..., 1:, 1:]
+                g = (m @ gt).view(shape)
+        return (None, None, None, *grots)
