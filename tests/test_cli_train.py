@@ -253,3 +253,14 @@ def test_train_on_a_csv_column(tmp_path, capsys):
 def test_resume_with_fewer_epochs_is_refused(run_dir, capsys):
     assert "has already trained 2 epochs; epochs=1 is fewer" in fails(
         capsys, ["train", "--resume", str(run_dir), "epochs=1"], 2)
+
+
+def test_noise_override_trains_a_noisy_qlstm_and_a_bad_one_exits_2(tmp_path, capsys):
+    noisy = ["model=qlstm", "model.hidden_size=1", "model.n_layers=1", "data.n_points=40", "epochs=1",
+             "batch_size=16", "progress=false"]
+    run = tmp_path / "noisy"
+    assert main(["train", *noisy, "model.noise=bit_flip:0.1:end", f"run_dir={run}"]) == 0
+    assert "bit_flip:0.1:end" in (run / "config.toml").read_text()
+    capsys.readouterr()
+    assert main(["train", *noisy, "model.noise=thermal:0.1", f"run_dir={tmp_path / 'bad'}"]) == 2
+    assert "unknown noise channel 'thermal'" in capsys.readouterr().err

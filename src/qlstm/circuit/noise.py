@@ -38,9 +38,41 @@ class NoiseModel:
         if self.placement not in PLACEMENTS:
             raise CircuitError(f"unknown noise placement {self.placement!r}; valid: {', '.join(PLACEMENTS)}")
 
+    @staticmethod
+    def coerce(value) -> "NoiseModel | None":
+        """A :class:`NoiseModel` from a model, a mapping or a ``"channel:p[:placement]"`` string.
+
+        The string and mapping forms let configuration files and command-line overrides
+        say ``model.kwargs.noise=depolarizing:0.01:layer`` or
+        ``{"channel": "bit_flip", "p": 0.05}``. ``None`` means no noise.
+        """
+        if value is None or isinstance(value, NoiseModel):
+            return value
+        forms = "a NoiseModel, 'channel:p[:placement]' (e.g. 'depolarizing:0.01:end') or {'channel': ..., 'p': ...}"
+        if isinstance(value, str):
+            parts = value.split(":")
+            if len(parts) not in (2, 3):
+                raise CircuitError(f"noise {value!r} is not 'channel:p[:placement]'; give {forms}")
+            try:
+                p = float(parts[1])
+            except ValueError:
+                raise CircuitError(f"noise {value!r}: probability {parts[1]!r} is not a number") from None
+            return NoiseModel(parts[0], p, *parts[2:])
+        if isinstance(value, dict):
+            unknown = set(value) - {"channel", "p", "placement"}
+            if unknown or not {"channel", "p"} <= set(value):
+                raise CircuitError(f"noise mapping needs keys 'channel' and 'p' (and optionally 'placement'), "
+                                   f"got {sorted(value)}")
+            return NoiseModel(**value)
+        raise CircuitError(f"noise must be {forms}; got {type(value).__name__}")
+
 
 def insert_noise(circuit: Circuit, noise: NoiseModel | None) -> Circuit:
-    """A copy of ``circuit`` with ``noise`` channels inserted (the circuit itself is unchanged)."""
+    """A copy of ``circuit`` with ``noise`` channels inserted (the circuit itself is unchanged).
+
+    ``noise`` is anything :meth:`NoiseModel.coerce` accepts.
+    """
+    noise = NoiseModel.coerce(noise)
     if noise is None or noise.p == 0:
         return circuit
     out = circuit.copy()

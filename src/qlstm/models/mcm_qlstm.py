@@ -290,6 +290,7 @@ class MCMQLSTM(nn.Module):
         circuit, layout = mcm_qlstm_cell(input_size, hidden_size, n_layers)
         self.input_size, self.hidden_size, self.n_layers = input_size, hidden_size, n_layers
         self.num_layers = 1  # stacked LSTM layers, as torch.nn.LSTM names it
+        noise = NoiseModel.coerce(noise)
         self.shots, self.noise, self.generator, self.batch_first = shots, noise, generator, batch_first
         self.layout = layout
         self._circuit = circuit

@@ -379,8 +379,7 @@ class QConvLSTM(nn.Module):
                 )
         if dtype not in (torch.float32, torch.float64):
             raise QlstmError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-        if noise is not None and not isinstance(noise, NoiseModel):
-            raise QlstmError(f"noise must be a qlstm.circuit.noise.NoiseModel or None, got {type(noise).__name__}")
+        noise = NoiseModel.coerce(noise)
         if not hidden_offset > 1:
             raise QlstmError(f"hidden_offset must exceed 1 (h lies in [-1, 1]), got {hidden_offset!r}")
         self.peephole = bool(peephole)

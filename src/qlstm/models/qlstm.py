@@ -50,7 +50,8 @@ class QLSTM(nn.Module):
             :math:`v_t` into ``n_qubits`` inputs and the ``n_qubits`` outputs back
             to ``hidden_size`` (as most public QLSTMs do); all six VQCs then share
             one circuit shape and are evaluated together.
-        noise: optional :class:`~qlstm.circuit.noise.NoiseModel` applied to every VQC.
+        noise: optional :class:`~qlstm.circuit.noise.NoiseModel` applied to every VQC, or its
+            ``"channel:p[:placement]"`` / mapping form (:meth:`NoiseModel.coerce`).
         shots: None for exact expectation values, else shots per circuit execution.
         generator: ``torch.Generator`` for initialisation (and shot sampling).
         batch_first: input ``[B, T, input_size]`` if True, else ``[T, B, input_size]``.

@@ -63,6 +63,7 @@ class QuantumLayer(nn.Module):
             raise CircuitError(f"copies must be a positive integer, got {copies!r}")
         if shots is not None and (not isinstance(shots, int) or shots < 1):
             raise InputError(f"shots must be a positive integer or None, got {shots!r}")
+        noise = NoiseModel.coerce(noise)
         self.circuit = insert_noise(circuit, noise)
         self.copies, self.noise, self.shots, self.generator = copies, noise, shots, generator
         shape = (circuit.n_weights,) if copies is None else (copies, circuit.n_weights)
