@@ -103,6 +103,15 @@ def _generator_times(name: str, out: torch.Tensor) -> torch.Tensor:
     return out * _const("ps_gen", [0, 1j], dtype, device)
 
 
+def _put_wires(full: torch.Tensor, wires, whole: bool, new: torch.Tensor) -> torch.Tensor:
+    """``full [n, ...]`` with the rows of ``wires`` replaced by ``new`` (``new`` itself if ``whole``)."""
+    if whole:
+        return new
+    out = full.clone()
+    out[list(wires)] = new
+    return out
+
+
 def _kron_tree(vs: list[torch.Tensor]):
     """Kronecker product of vectors ``[B, d_i]`` by halves; returns (product, tree for backward)."""
     if len(vs) == 1:
@@ -151,11 +160,7 @@ class FusedExpval(torch.autograd.Function):
                 out, saved = _apply2(fixed, sub), fixed
             else:
                 out, saved = _rotate(name, next(it), sub)
-            if whole:
-                v = out
-            else:
-                v = v.clone()
-                v[list(wires)] = out
+            v = _put_wires(v, wires, whole, out)
             history.append((name, wires, whole, saved, out if fixed is None else None))
         psi, tree = _kron_tree(list(v.unbind(0)))  # [B, D]
         phi = psi if m is None else psi @ m  # [*G, B, D]
@@ -190,11 +195,7 @@ class FusedExpval(torch.autograd.Function):
                 gin = _rotate_back(name, saved, gout)
             else:
                 gin = _apply2(saved.conj().transpose(-1, -2), gout)
-            if whole:
-                gv = gin
-            else:
-                gv = gv.clone()
-                gv[list(wires)] = gin
+            gv = _put_wires(gv, wires, whole, gin)
         grads.reverse()
         return (None, None, gm, None, *grads)
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 
 from ..sim import kernels as K
-from .adjoint import _kron_tree, _kron_tree_back
+from .adjoint import _kron_tree, _kron_tree_back, _put_wires
 
 __all__ = ["BlochExpval", "PauliExpval", "TransferRows", "rotation_spec", "pauli_transfer", "constant_transfer", "conjugate_rows", "bloch_rotation",
            "observable_vectors",
@@ -255,12 +255,7 @@ def bloch_prefix(r0: torch.Tensor, groups, x: torch.Tensor, dtype) -> torch.Tens
             if rot.dim() == 3:
                 rot = rot.unsqueeze(1)
             new = (rot @ sub.unsqueeze(-1)).squeeze(-1)
-        new = new.expand(len(wires), batch, 3)
-        if whole:
-            r = new
-        else:
-            r = r.clone()
-            r[wires] = new
+        r = _put_wires(r, wires, whole, new.expand(len(wires), batch, 3))
     return r
 
 
@@ -341,15 +336,11 @@ class BlochExpval(torch.autograd.Function):
                 c, s = torch.cos(theta), torch.sin(theta)
                 i, j = _ROTATION_PLANE[name]
                 a, b = sub[..., i], sub[..., j]
-                new = sub.clone() if sub.shape[1] == batch else sub.expand(len(wires), batch, 3).clone()
+                new = sub.clone()  # [m, B, 3]: r is expanded to the batch from the start
                 new[..., i] = a * c - b * s
                 new[..., j] = a * s + b * c
                 saved = (c, s, theta.shape)
-            if whole:
-                r = new
-            else:
-                r = r.clone() if r.shape[1] == batch and r.is_contiguous() else r.expand(n, batch, 3).clone()
-                r[list(wires)] = new
+            r = _put_wires(r, wires, whole, new)
             history.append((name, wires, whole, fixed, saved, new))
         factors = torch.cat([torch.ones(n, batch, 1, dtype=r.dtype, device=r.device), r], -1)
         f, tree = _kron_tree(list(factors.unbind(0)))
@@ -376,11 +367,7 @@ class BlochExpval(torch.autograd.Function):
                 gin = gout.clone()
                 gin[..., i] = gi * c + gj * s
                 gin[..., j] = gj * c - gi * s
-            if whole:
-                gr = gin
-            else:
-                gr = gr.clone()
-                gr[list(wires)] = gin
+            gr = _put_wires(gr, wires, whole, gin)
         grads.reverse()
         g_r0 = gr.sum(1) if ctx.needs_input_grad[1] else None
         return (None, g_r0, gt, *grads)
