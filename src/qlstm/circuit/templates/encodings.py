@@ -69,7 +69,13 @@ def amplitude_encoding(n_inputs: int, n_qubits: int | None = None, normalize: bo
     r""":math:`|x\rangle = \sum_i x_i |i\rangle / \lVert x \rVert` on ``ceil(log2 n_inputs)`` wires.
 
     Inputs are zero-padded to ``2**n_qubits``; a zero vector raises an error
-    at run time (it has no direction to encode).
+    at run time (it has no direction to encode). ``amplitude_encoding(4)``::
+
+        q0: ─AMP(x_0..x_3)[0]─
+        q1: ─AMP(x_0..x_3)[1]─
+
+    Shapes: inputs ``[B, n_inputs]``, no weights; wire 0 holds the most significant
+    bit of the amplitude index.
     """
     _check(n_inputs, "amplitude encoding")
     need = max(1, (n_inputs - 1).bit_length())

@@ -57,6 +57,14 @@ def chen_vqc(n_qubits: int, n_layers: int = 2, measure_wires: Sequence[int] | No
 
     :func:`chen_encoding` of ``n_qubits`` inputs, ``n_layers`` of
     :func:`chen_layers`, then ``<Z>`` on ``measure_wires`` (all wires by default).
+    ``chen_vqc(3, 1)``::
+
+        q0: ─H─RY(atan(x_0))─RZ(atan(x_0 ** 2))─●───X─●─X─ROT(w_0, w_1, w_2)──────────────────── <Z>
+        q1: ─H─RY(atan(x_1))─RZ(atan(x_1 ** 2))─X─●─│─│─●─────────X──────────ROT(w_3, w_4, w_5)─ <Z>
+        q2: ─H─RY(atan(x_2))─RZ(atan(x_2 ** 2))───X─●─X───────────●──────────ROT(w_6, w_7, w_8)─ <Z>
+
+    (a ring of CNOT(i, i+1 mod n), a ring of CNOT(i, i+2 mod n), then ``Rot`` on every wire,
+    per layer; ``Rot(a, b, c) = RZ(c) RY(b) RZ(a)``).
 
     Shapes: inputs ``[B, n_qubits]``, weights ``[3 * n_qubits * n_layers]``,
     output ``[B, len(measure_wires)]``. The authors initialise weights as
