@@ -34,9 +34,10 @@ import torch
 from ..sim import kernels as K
 from .adjoint import _kron_tree, _kron_tree_back, _put_wires
 
-__all__ = ["BlochExpval", "PauliExpval", "TransferRows", "rotation_spec", "pauli_transfer", "constant_transfer", "conjugate_rows", "bloch_rotation",
-           "observable_vectors",
-           "bloch_of", "bloch_prefix", "so3_of"]
+__all__ = [
+    "BlochExpval", "PauliExpval", "TransferRows", "bloch_of", "bloch_prefix", "bloch_rotation", "conjugate_rows",
+    "constant_transfer", "observable_matrices", "observable_vectors", "pauli_transfer", "rotation_spec", "so3_of",
+]
 
 # E[(r, c), p] = (sigma_p)_{c r} / 2, p over (I, X, Y, Z): Tr(P M) = sum_rc P_cr M_rc per qubit
 _E = ((0.5, 0, 0, 0.5), (0, 0.5, 0.5j, 0), (0, 0.5, -0.5j, 0), (0.5, 0, 0, -0.5))

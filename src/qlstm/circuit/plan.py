@@ -43,8 +43,8 @@ from ..sim.gates import lookup
 from .circuit import Circuit
 from .adjoint import FusedExpval, FusedRun, eligible_gate
 from .heisenberg import (
-    BlochExpval, PauliExpval, TransferRows, bloch_of, bloch_prefix, bloch_rotation, conjugate_rows, constant_transfer, observable_vectors,
-    pauli_transfer, rotation_spec, so3_of,
+    BlochExpval, PauliExpval, TransferRows, bloch_of, bloch_prefix, bloch_rotation, constant_transfer,
+    observable_vectors, pauli_transfer, rotation_spec, so3_of,
 )
 from .execute import amplitude_vector, embed_fresh, gate_matrix_of
 from .expr import BinOp, Const, Expr, Func, Input, Weight
