@@ -216,18 +216,22 @@ def so3_of(u: torch.Tensor) -> torch.Tensor:
 _ROTATION_PLANE = {"rx": (1, 2), "ry": (2, 0), "rz": (0, 1), "phaseshift": (0, 1)}
 
 
+def _turn(name: str, c: torch.Tensor, s: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """``r [m, B, 3]`` turned in the plane of rotation ``name`` by the angle with cosine ``c``, sine ``s``."""
+    i, j = _ROTATION_PLANE[name]
+    a, b = r[..., i], r[..., j]
+    comps = list(r.unbind(-1))
+    comps[i], comps[j] = a * c - b * s, a * s + b * c
+    return torch.stack(comps, -1)
+
+
 def rotate_bloch(name: str, theta: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """``r [m, B, 3]`` rotated by the one-angle rotation ``name`` with angles ``theta [m, B]``.
 
     ``R_P(theta)`` turns the Bloch vector about axis ``P`` by ``theta``; the
     phase gate is ``RZ`` up to a global phase.
     """
-    i, j = _ROTATION_PLANE[name]
-    c, s = torch.cos(theta), torch.sin(theta)
-    a, b = r[..., i], r[..., j]
-    comps = list(r.unbind(-1))
-    comps[i], comps[j] = a * c - b * s, a * s + b * c
-    return torch.stack(comps, -1)
+    return _turn(name, torch.cos(theta), torch.sin(theta), r)
 
 
 def bloch_prefix(r0: torch.Tensor, groups, x: torch.Tensor, dtype) -> torch.Tensor:
@@ -260,6 +264,18 @@ def bloch_prefix(r0: torch.Tensor, groups, x: torch.Tensor, dtype) -> torch.Tens
     return r
 
 
+def _features(r: torch.Tensor) -> tuple:
+    """Features ``(1, r_0) (x) ... (x) (1, r_{n-1})`` ``[B, 4**n]`` of Bloch vectors ``r [n, B, 3]``,
+    and the Kronecker tree :func:`_features_back` needs."""
+    ones = torch.ones(*r.shape[:-1], 1, dtype=r.dtype, device=r.device)
+    return _kron_tree(list(torch.cat([ones, r], -1).unbind(0)))
+
+
+def _features_back(gf: torch.Tensor, tree, n: int) -> torch.Tensor:
+    """Gradient ``[n, B, 3]`` of the Bloch vectors from that of the features ``gf [B, 4**n]``."""
+    return torch.stack(_kron_tree_back(gf, tree, n))[..., 1:]
+
+
 class PauliExpval(torch.autograd.Function):
     """``[B, C]`` from Bloch vectors ``r [n, B, 3]`` and a flattened table ``t [4**n, C]``.
 
@@ -270,9 +286,7 @@ class PauliExpval(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, r, t):
-        ones = torch.ones(*r.shape[:-1], 1, dtype=r.dtype, device=r.device)
-        factors = torch.cat([ones, r], -1)  # [n, B, 4]
-        f, tree = _kron_tree(list(factors.unbind(0)))
+        f, tree = _features(r)
         ctx.tree, ctx.n = tree, r.shape[0]
         ctx.save_for_backward(f, t)
         return f @ t
@@ -283,7 +297,7 @@ class PauliExpval(torch.autograd.Function):
         gt = f.T @ g if ctx.needs_input_grad[1] else None
         gr = None
         if ctx.needs_input_grad[0]:
-            gr = torch.stack(_kron_tree_back(g @ t.T, ctx.tree, ctx.n))[..., 1:]
+            gr = _features_back(g @ t.T, ctx.tree, ctx.n)
         return gr, gt
 
 
@@ -335,16 +349,10 @@ class BlochExpval(torch.autograd.Function):
             else:
                 theta = next(it)
                 c, s = torch.cos(theta), torch.sin(theta)
-                i, j = _ROTATION_PLANE[name]
-                a, b = sub[..., i], sub[..., j]
-                new = sub.clone()  # [m, B, 3]: r is expanded to the batch from the start
-                new[..., i] = a * c - b * s
-                new[..., j] = a * s + b * c
-                saved = (c, s, theta.shape)
+                new, saved = _turn(name, c, s, sub), (c, s, theta.shape)
             r = _put_wires(r, wires, whole, new)
             history.append((name, wires, whole, fixed, saved, new))
-        factors = torch.cat([torch.ones(n, batch, 1, dtype=r.dtype, device=r.device), r], -1)
-        f, tree = _kron_tree(list(factors.unbind(0)))
+        f, tree = _features(r)
         ctx.history, ctx.tree, ctx.n = history, tree, n
         ctx.save_for_backward(f, t)
         return f @ t
@@ -355,7 +363,7 @@ class BlochExpval(torch.autograd.Function):
         n = ctx.n
         gt = f.T @ g if ctx.needs_input_grad[2] else None
         grads = []
-        gr = torch.stack(_kron_tree_back(g @ t.T, ctx.tree, n))[..., 1:]  # [n, B, 3]
+        gr = _features_back(g @ t.T, ctx.tree, n)  # [n, B, 3]
         for name, wires, whole, fixed, saved, out in reversed(ctx.history):
             gout = gr if whole else gr[list(wires)]
             if fixed is not None:
@@ -365,9 +373,7 @@ class BlochExpval(torch.autograd.Function):
                 i, j = _ROTATION_PLANE[name]
                 gi, gj = gout[..., i], gout[..., j]
                 grads.append((gj * out[..., i] - gi * out[..., j]).sum_to_size(shape))
-                gin = gout.clone()
-                gin[..., i] = gi * c + gj * s
-                gin[..., j] = gj * c - gi * s
+                gin = _turn(name, c, -s, gout)  # R^T g: the same turn backwards
             gr = _put_wires(gr, wires, whole, gin)
         grads.reverse()
         g_r0 = gr.sum(1) if ctx.needs_input_grad[1] else None

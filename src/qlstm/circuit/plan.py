@@ -544,8 +544,8 @@ class BoundProgram:
     #: use the Heisenberg-picture evaluation of :mod:`qlstm.circuit.heisenberg` where it applies
     heisenberg = True
 
-    def __init__(self, program: Program, weights, ops, dtype, device, table=None):
-        self.program, self.weights, self._ops, self._table = program, weights, ops, table
+    def __init__(self, program: Program, weights, ops, dtype, device):
+        self.program, self.weights, self._ops, self._table = program, weights, ops, None
         self.dtype, self.device = dtype, device
         self._zsigns = program.z_sign_matrix(dtype, device)
         n = program.circuit.n_qubits
