@@ -12,19 +12,34 @@ arguments; :data:`MODELS` lists the names.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from typing import Callable
 
 from torch import nn
 
 from ..errors import QlstmError
+from .convlstm import ConvLSTM
+from .lstm import LSTM
+from .mcm_qlstm import MCMQLSTM
+from .qconvlstm import QConvLSTM
+from .qlstm import QLSTM
 
-__all__ = ["MODELS", "register", "build", "model_names"]
+__all__ = ["MODELS", "register", "build", "model_names", "model_arguments",
+           "LSTM", "ConvLSTM", "QLSTM", "QConvLSTM", "MCMQLSTM"]
 
-MODELS: dict[str, Callable[..., nn.Module]] = {}
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "lstm": LSTM,
+    "convlstm": ConvLSTM,
+    "qlstm": QLSTM,
+    "qconvlstm": QConvLSTM,
+    "mcm-qlstm": MCMQLSTM,
+}
+"""Registry name -> constructor (the model classes themselves, so their signatures are explicit)."""
 
 
 def register(name: str):
-    """Decorator: register a constructor under ``name``."""
+    """Decorator: register a constructor (a class or a function) under ``name``."""
 
     def deco(fn):
         MODELS[name] = fn
@@ -37,47 +52,44 @@ def model_names() -> list[str]:
     return sorted(MODELS)
 
 
+def model_arguments(name: str) -> tuple[list[str], bool]:
+    """The keyword arguments the constructor of ``name`` accepts, and whether it also takes ``**kwargs``."""
+    fn = _constructor(name)
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return [], True
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"]
+    return names, any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+def _constructor(name: str):
+    fn = MODELS.get(name)
+    if fn is None:
+        close = difflib.get_close_matches(str(name), model_names(), n=1, cutoff=0.6)
+        raise QlstmError(f"unknown model {name!r}; valid models: {', '.join(model_names())}"
+                         + (f"; did you mean {close[0]!r}?" if close else ""))
+    return fn
+
+
 def build(name: str, **kwargs) -> nn.Module:
     """Construct the model registered as ``name`` with explicit keyword arguments.
 
-    Raises :class:`~qlstm.errors.QlstmError` listing the valid names for an unknown one.
+    Raises :class:`~qlstm.errors.QlstmError` listing the valid names for an unknown
+    model, and naming (with the nearest valid one) an argument its constructor lacks.
+
+    Example:
+        >>> model = build("qlstm", input_size=1, hidden_size=3, n_layers=2)
+        >>> model.n_qubits
+        4
     """
-    fn = MODELS.get(name)
-    if fn is None:
-        raise QlstmError(f"unknown model {name!r}; valid models: {', '.join(model_names())}")
+    fn = _constructor(name)
+    accepted, var_kw = model_arguments(name)
+    if not var_kw:
+        for key in kwargs:
+            if key not in accepted:
+                close = difflib.get_close_matches(key, accepted, n=1, cutoff=0.6)
+                raise QlstmError(f"model {name!r} has no argument {key!r}"
+                                 + (f"; did you mean {close[0]!r}?" if close else "")
+                                 + f" Valid: {', '.join(accepted)}")
     return fn(**kwargs)
-
-
-@register("lstm")
-def _lstm(**kw):
-    from .lstm import LSTM
-
-    return LSTM(**kw)
-
-
-@register("convlstm")
-def _convlstm(**kw):
-    from .convlstm import ConvLSTM
-
-    return ConvLSTM(**kw)
-
-
-@register("qlstm")
-def _qlstm(**kw):
-    from .qlstm import QLSTM
-
-    return QLSTM(**kw)
-
-
-@register("mcm-qlstm")
-def _mcm_qlstm(**kw):
-    from .mcm_qlstm import MCMQLSTM
-
-    return MCMQLSTM(**kw)
-
-
-@register("qconvlstm")
-def _qconvlstm(**kw):
-    from .qconvlstm import QConvLSTM
-
-    return QConvLSTM(**kw)

@@ -43,6 +43,11 @@ class QLSTM(nn.Module):
         n_qubits: qubits per VQC. ``mode="faithful"`` requires (and defaults to)
             ``input_size + hidden_size``; ``mode="adapter"`` defaults to 4.
         n_layers: variational layers per VQC.
+        template: the variational part of every VQC: ``"chen"`` (the paper's CNOT rings
+            and ``Rot`` layer, default), ``"basic_entangler"``, ``"strongly_entangling"``
+            (:data:`~qlstm.circuit.templates.VQC_TEMPLATES`) or a callable
+            ``(n_qubits, n_layers) -> Circuit`` of weights only. The Chen encoding and
+            the ``<Z>`` read-out stay.
         mode: ``"faithful"`` -- :math:`v_t` is encoded straight into the gate VQCs
             (``n_qubits = input + hidden``, as in the authors' code); the gate VQCs
             measure ``<Z>`` on the first ``hidden_size`` wires; VQC5/VQC6 run on
@@ -77,6 +82,7 @@ class QLSTM(nn.Module):
         n_layers: int = 2,
         *,
         mode: str = "faithful",
+        template="chen",
         noise: NoiseModel | None = None,
         shots: int | None = None,
         generator: torch.Generator | None = None,
@@ -104,14 +110,15 @@ class QLSTM(nn.Module):
                 raise QlstmError(f"n_qubits must be a positive int, got {n_qubits!r}")
         self.input_size, self.hidden_size, self.n_qubits, self.n_layers = input_size, hidden_size, n_qubits, n_layers
         self.mode, self.batch_first = mode, batch_first
+        self.template = template
         self.num_layers = 1
         kw = dict(noise=noise, shots=shots, generator=generator, dtype=dtype, device=device)
         if mode == "faithful":
-            self.gates = QuantumLayer(chen_vqc(n_qubits, n_layers, range(hidden_size), name="qlstm_gate"),
+            self.gates = QuantumLayer(chen_vqc(n_qubits, n_layers, range(hidden_size), name="qlstm_gate", template=template),
                                       copies=4, **kw)
-            self.process = QuantumLayer(chen_vqc(hidden_size, n_layers, name="qlstm_process"), copies=2, **kw)
+            self.process = QuantumLayer(chen_vqc(hidden_size, n_layers, name="qlstm_process", template=template), copies=2, **kw)
         else:
-            self.vqc = QuantumLayer(chen_vqc(n_qubits, n_layers, name="qlstm_vqc"), copies=6, **kw)
+            self.vqc = QuantumLayer(chen_vqc(n_qubits, n_layers, name="qlstm_vqc", template=template), copies=6, **kw)
             fk = dict(dtype=dtype, device=device)
             self.proj_gates = nn.Linear(input_size + hidden_size, n_qubits, **fk)
             self.proj_process = nn.Linear(hidden_size, n_qubits, **fk)
@@ -190,4 +197,5 @@ class QLSTM(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"input_size={self.input_size}, hidden_size={self.hidden_size}, n_qubits={self.n_qubits}, "
-                f"n_layers={self.n_layers}, mode={self.mode!r}")
+                f"n_layers={self.n_layers}, mode={self.mode!r}"
+                + ("" if self.template == "chen" else f", template={getattr(self.template, '__name__', self.template)!r}"))

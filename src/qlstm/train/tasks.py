@@ -17,10 +17,8 @@ asks which one it runs; they share no code by inheritance.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +29,11 @@ from torch import Tensor, nn
 
 from ..data.series import SERIES, MinMaxScaler, load_csv_series, make_series, series_dataset
 from ..errors import QlstmError
-from ..models import MODELS, build, model_names
+from ..models import MODELS, build, model_arguments, model_names
 from .config import ConfigError, TrainConfig, _suggest, signature_keys
 
 __all__ = ["Splits", "SeriesTask", "FramesTask", "get_task", "FRAME_MODELS", "check_names", "check_kwargs",
-           "moving_mnist_splits", "build_core", "model_class"]
+           "moving_mnist_splits", "build_core"]
 
 FRAME_MODELS = ("convlstm", "qconvlstm")
 """Registry names of convolutional cores (frames task); every other model is a sequence core (series task)."""
@@ -68,31 +66,9 @@ class Splits:
 # -- names and arguments ----------------------------------------------------------------------------
 
 
-def model_class(name: str) -> type | None:
-    """The class behind registry name ``name``, found by module and class name, or None.
-
-    Used only to read constructor signatures (for "did you mean" messages);
-    ``qlstm.models.<name with - as _>`` is searched for an ``nn.Module``
-    subclass whose name matches ignoring case and punctuation.
-    """
-    key = re.sub(r"[^a-z0-9]", "", name.lower())
-    try:
-        mod = importlib.import_module(f"qlstm.models.{name.replace('-', '_')}")
-    except ImportError:
-        return None
-    for obj in vars(mod).values():
-        if isinstance(obj, type) and issubclass(obj, nn.Module) and re.sub(r"[^a-z0-9]", "", obj.__name__.lower()) == key:
-            return obj
-    return None
-
-
 def _model_signature(name: str) -> tuple[set[str], bool]:
-    names, var_kw = signature_keys(MODELS[name])
-    if var_kw and not names:
-        cls = model_class(name)
-        if cls is not None:
-            return signature_keys(cls.__init__)
-    return names, var_kw
+    names, var_kw = model_arguments(name)
+    return set(names), var_kw
 
 
 def check_names(cfg: TrainConfig) -> None:
