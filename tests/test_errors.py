@@ -196,7 +196,8 @@ def test_statevector_forced_on_noisy_circuit():
     c.h(0).channel("bit_flip", 0, 0.1).expval("Z", 0)
     with pytest.raises(CircuitError, match="noise channels; simulate it with method='density' or 'auto'"):
         run(c, method="statevector")
-    assert run(c).method == "density"
+    assert run(c).method == "heisenberg"  # exact expectation values: observable pulled back
+    assert run(c, return_state=True).method == "density"
 
 
 # ---------------------------------------------------------------------------

@@ -85,10 +85,11 @@ def test_gradcheck_pure(method):
     _gradcheck(c, _x(2, c.n_inputs), _w(c.n_weights), method)
 
 
-@pytest.mark.parametrize("method", ["auto", "reference"])
+@pytest.mark.parametrize("method", ["auto", "reference", "density"])
 def test_gradcheck_density_noise(method):
     c = noisy_circuit()
-    assert run(c, _x(1, c.n_inputs), _w(c.n_weights), method=method).method.endswith("density")
+    expect = {"auto": "heisenberg", "reference": "reference-density", "density": "density"}[method]
+    assert run(c, _x(1, c.n_inputs), _w(c.n_weights), method=method).method == expect
     _gradcheck(c, _x(2, c.n_inputs), _w(c.n_weights), method)
 
 

@@ -207,6 +207,7 @@ def test_noisy_fold_equals_direct_density_simulation(placement):
     kw = dict(module="U_TTN", tree_layers=1, noise=noise, offset=1.5, offset_floor=1.0)
     folded = QuantumConv2d(4, 1, generator=gen(9), **kw)
     direct = QuantumConv2d(4, 1, sim="direct", generator=gen(9), **kw)
+    direct.layer.heisenberg = False  # density matrices, copy by copy: the reference
     clean = QuantumConv2d(4, 1, generator=gen(9), **{**kw, "noise": None})
     a, b = folded(h), direct(h)
     torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
@@ -323,3 +324,21 @@ def test_frame_predictor_training_reduces_the_loss():
         losses.append(loss.item())
     print(losses)
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.parametrize("channel,factor", [("phase_flip", lambda p: 1.0), ("bit_flip", lambda p: 1 - 2 * p),
+                                            ("bit_phase_flip", lambda p: 1 - 2 * p),
+                                            ("depolarizing", lambda p: 1 - 4 * p / 3)])
+def test_end_noise_on_the_paper_channels_only_rescales_the_circuit_outputs(channel, factor):
+    """Noise at the end of a one-qubit-<Z> circuit (the paper's placement) scales <Z> by a constant
+    (phase flip: by 1), so the learnable scales a^x, a^h can undo it exactly."""
+    p = 0.15
+    x = torch.rand(2, 3, 16, 4, 4, generator=gen(20), dtype=torch.float64)
+    kw = dict(frame_size=(4, 4), dtype=torch.float64)
+    noisy = QConvLSTM(16, 4, generator=gen(21), noise=NoiseModel(channel, p, "end"), **kw)
+    clean = QConvLSTM(16, 4, generator=gen(21), **kw)
+    with torch.no_grad():
+        clean.scale_x.mul_(factor(p))
+        clean.scale_h.mul_(factor(p))
+    a, b = noisy(x)[0], clean(x)[0]
+    torch.testing.assert_close(a, b, atol=1e-12, rtol=0)

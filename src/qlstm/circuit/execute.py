@@ -14,6 +14,11 @@ cheapest exact method:
   branch.
 * Measurements that nothing reads or acts after (*terminal* measurements) do
   not branch at all: their distribution is read off the final probabilities.
+* Noisy circuits whose data enters before the noise (or through one-qubit
+  operations only), read out exactly, go through
+  :mod:`~qlstm.circuit.heisenberg_mixed`: the observables are pulled back
+  through the noisy rest of the circuit once, instead of carrying a density
+  matrix per sample (``Result.method == "heisenberg"``).
 * Pure circuits without measurements go through :class:`~qlstm.circuit.plan.Program`,
   which encodes product-state prefixes in one Kronecker product and fuses
   data-independent gate runs into one matrix when that is cheaper
@@ -537,6 +542,13 @@ def run(
     # terminal measurements are read off the final state without collapsing it; a caller who
     # asks for the final state gets the measured (dephased) one, as on the reference path
     shortcut = not (return_state and info.terminal)
+    if method == "auto" and shots is None and not return_state and info.has_channels:
+        from .heisenberg_mixed import NoisyBound, prefers_heisenberg, split_noisy
+
+        split = split_noisy(circuit)
+        if split is not None and prefers_heisenberg(circuit, batch):
+            expv = NoisyBound(circuit, split, w, cdtype, device).expvals(x, batch)
+            return Result(expv, None, None, None, "heisenberg")
     if method == "auto" and shortcut and info.pure_unitary and circuit.n_clbits == len(info.terminal):
         from .plan import compile_program
 

@@ -60,7 +60,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..circuit import run
 from ..circuit.noise import NoiseModel
 from ..circuit.templates import PAPER_MODULES, qcnn_tree
 from ..errors import InputError, QlstmError
@@ -224,7 +223,7 @@ class QuantumConv2d(nn.Module):
         """A function ``psi [..., 16] -> [..., copies]`` with the weights bound once (call once per forward)."""
         layer = self.layer
         if self.sim == "direct":
-            runner = layer.bind().expvals if (layer._pure and layer.shots is None) else layer
+            runner = layer.bind().expvals if layer.bindable else layer
 
             def direct(psi: Tensor) -> Tensor:
                 flat = psi.reshape(-1, DIM)
@@ -232,10 +231,10 @@ class QuantumConv2d(nn.Module):
 
             return direct
         probes = probe_amplitudes(layer.weight.dtype, layer.weight.device)
-        if layer._pure:
+        if layer.bindable:  # pure, or noisy with the observable pulled back (heisenberg_mixed)
             values = layer.bind().expvals(probes)[..., 0]  # [copies, 136]
-        else:  # noise: exact density-matrix values of each copy (no shots here; they are sampled below)
-            values = torch.stack([run(layer.circuit, probes, w).expvals[:, 0] for w in layer.weight])
+        else:  # exact density-matrix values of each copy (no shots here; they are sampled below)
+            values = layer(probes)[..., 0]  # [copies, 136]
         coef = fold_coefficients(values.T)  # [136, copies]
 
         def folded(psi: Tensor) -> Tensor:

@@ -135,7 +135,7 @@ class QLSTM(nn.Module):
     @staticmethod
     def _vqc_runner(layer: QuantumLayer, index: slice | None = None):
         """A function ``v -> [copies, B, outputs]``; binds weights once per forward when possible."""
-        if layer._pure and layer.shots is None:
+        if layer.bindable:
             bound = layer.bind()
             return (bound if index is None else bound.subset(index)).expvals
         if index is None:

@@ -7,6 +7,7 @@ from torch import nn
 
 from ..circuit import Circuit, compile_program, run
 from ..circuit.execute import analyse, check_inputs
+from ..circuit.heisenberg_mixed import NoisyBound, bind_noisy, split_noisy
 from ..circuit.noise import NoiseModel, insert_noise
 from ..circuit.plan import BoundProgram
 from ..circuit.templates import init_weights
@@ -26,7 +27,8 @@ class QuantumLayer(nn.Module):
             and evaluates them in one batched call.
         init: weight initialisation scheme (see :func:`~qlstm.circuit.templates.init_weights`).
         init_scale: scale for the ``normal`` / ``uniform`` schemes.
-        noise: a :class:`~qlstm.circuit.noise.NoiseModel` (density-matrix simulation).
+        noise: a :class:`~qlstm.circuit.noise.NoiseModel` (exact mixed-state simulation: observables
+            pulled back through the noise where the circuit allows, else density matrices).
         shots: None for exact expectation values, else a finite number of shots
             (estimates with straight-through gradients).
         generator: ``torch.Generator`` for weight initialisation and shot sampling.
@@ -42,6 +44,10 @@ class QuantumLayer(nn.Module):
         >>> layer(torch.randn(16, 4)).shape
         torch.Size([16, 4])
     """
+
+    #: pull noisy circuits' observables back (:mod:`~qlstm.circuit.heisenberg_mixed`) where that
+    #: applies; False runs them as density matrices, one weight copy at a time (the reference)
+    heisenberg = True
 
     def __init__(
         self,
@@ -71,20 +77,35 @@ class QuantumLayer(nn.Module):
                                                 dtype=dtype, device=device))
         info = analyse(self.circuit)
         self._pure = info.pure_unitary and self.circuit.n_clbits == len(info.terminal)
+        self._noisy_split = None if self._pure else split_noisy(self.circuit)
+
+    @property
+    def bindable(self) -> bool:
+        """Whether :meth:`bind` applies: exact expectation values of a pure circuit, or of a
+        noisy one of the form :func:`~qlstm.circuit.heisenberg_mixed.split_noisy` accepts."""
+        return self.shots is None and (self._pure or (self.heisenberg and self._noisy_split is not None))
 
     @property
     def n_outputs(self) -> int:
         return len(self.circuit.observables)
 
-    def bind(self) -> BoundProgram:
-        """Bind the current weights once (fused matrices); reuse the result across time steps.
+    def bind(self) -> BoundProgram | NoisyBound:
+        """Bind the current weights once; reuse the result across time steps.
 
-        Only for pure circuits (no noise or mid-circuit measurement); call
-        ``bound.expvals(x)`` on each input batch.
+        Pure circuits get a :class:`~qlstm.circuit.plan.BoundProgram` (fused matrices
+        or a Pauli transfer table). Noisy circuits whose data enters before the noise
+        (or through one-qubit operations only) get a
+        :class:`~qlstm.circuit.heisenberg_mixed.NoisyBound`: every observable pulled
+        back through the noisy, data-free rest of the circuit once. Call
+        ``bound.expvals(x)`` on each input batch. Circuits with mid-circuit
+        measurements run through :meth:`forward`.
         """
-        if not self._pure:
-            raise CircuitError("bind() needs a pure circuit; noisy or measured circuits run through forward()")
         cdtype = complex_dtype_for(self.weight.dtype)
+        if not self._pure:
+            if self._noisy_split is None or not self.heisenberg:
+                raise CircuitError("bind() needs a pure circuit or a noisy one whose data enters before the noise; "
+                                   "this one runs through forward()")
+            return bind_noisy(self.circuit, self.weight, dtype=cdtype, device=self.weight.device)
         prog = compile_program(self.circuit, light_cone=True)
         return prog.bind(self.weight, dtype=cdtype, device=self.weight.device)
 
@@ -94,11 +115,13 @@ class QuantumLayer(nn.Module):
                 f"QuantumLayer({self.circuit.name}) expects input [batch, {self.circuit.n_inputs}], got {list(x.shape)}"
             )
         x = x.to(self.weight.dtype)
-        if self._pure and self.shots is None:
+        if self.bindable:
             check_inputs(self.circuit, x, self.weight[0] if self.copies else self.weight)
             return self.bind().expvals(x)
         ws = [self.weight] if self.copies is None else list(self.weight)
-        outs = [run(self.circuit, x, w, shots=self.shots, generator=self.generator).expvals for w in ws]
+        method = "auto" if self.heisenberg or self._pure else "density"
+        outs = [run(self.circuit, x, w, shots=self.shots, generator=self.generator, method=method).expvals
+                for w in ws]
         return outs[0] if self.copies is None else torch.stack(outs)
 
     def extra_repr(self) -> str:
