@@ -19,7 +19,7 @@ from qlstm.train.checkpoint import load_checkpoint
 from qlstm.train.plots import have_matplotlib
 
 TINY = ["model=lstm", "data.n_points=80", "epochs=2", "batch_size=8", "progress=false"]
-COMMANDS = ["train", "evaluate", "predict", "plot", "compare", "data", "bench"]
+COMMANDS = ["train", "evaluate", "predict", "plot", "compare", "reproduce", "data", "bench"]
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +172,16 @@ def test_compare_cli(tmp_path, capsys):
                  "--out", str(out), "data.n_points=50"]) == 0
     text = capsys.readouterr().out
     assert "| `lstm` |" in text and (out / "compare.md").is_file() and (out / "compare.csv").is_file()
+
+
+def test_reproduce_cli(tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert main(["reproduce", "proposal", "--scale", "smoke", "--quiet", "--out", str(out), "data.n_points=40",
+                 "model.hidden_size=1"]) == 0
+    text = capsys.readouterr().out
+    assert "# Reproduction: the proposal" in text and "**Claim:**" in text and (out / "report.md").is_file()
+    err = fails(capsys, ["reproduce", "qconvlstm", "--tables", "table7", "--out", str(tmp_path / "x")], 2)
+    assert "unknown table 'table7'" in err
 
 
 def test_data_command(monkeypatch, tmp_path, capsys):

@@ -86,7 +86,7 @@ def test_bad_overrides_name_the_key(item, match):
     (["data=sin"], r"unknown series data set 'sin'; valid: .*sine"),
     (["data.noise=0.1"], "did you mean 'data.noise_std'"),
     (["model=convlstm"], "use task=frames"),
-    (["task=frames", "model=lstm"], "sequence model for task=series"),
+    (["task=frames", "model=mcm-qlstm"], "cannot run on frames.*frame models: convlstm, qconvlstm, lstm, qlstm"),
     (["task=movie"], "unknown task 'movie'"),
     (["optimizer=adan"], "did you mean 'adam'"),
     (["data=csv"], "data=csv needs data.path=FILE and data.column=NAME"),
@@ -196,11 +196,34 @@ def test_frames_convlstm_run(tmp_path, monkeypatch):
                                  "data.size=16", "frames_in=3", "frames_out=2", "model.hidden_channels=[4]",
                                  "epochs=2", "batch_size=2", "progress=false", f"run_dir={tmp_path / 'f'}"])
     res = train(cfg)
-    assert set(res.metrics) == {"mse", "mse_frame_sum", "mae", "psnr", "ssim", "ssim_openstl"}
+    assert set(res.metrics) == {"mse", "mse_frame_sum", "mae", "mae_frame_sum", "psnr", "ssim", "ssim_openstl"}
     # per-frame sum over 16x16 pixels vs per-pixel mean
     assert res.metrics["mse_frame_sum"] == pytest.approx(256 * res.metrics["mse"], rel=1e-9)
+    assert res.metrics["mae_frame_sum"] == pytest.approx(256 * res.metrics["mae"], rel=1e-9)
     assert not MPL or (tmp_path / "f" / "frames.png").read_bytes().startswith(PNG)
     assert res.history[-1]["val_loss"] > 0 and "val_ssim" in res.history[-1]
+
+
+@pytest.mark.parametrize("name", ["lstm", "qlstm"])
+def test_frames_sequence_core_runs_flattened(tmp_path, monkeypatch, name):
+    """LSTM and QLSTM on frames: the FC-LSTM setup (FlatFramePredictor), every parameter trained."""
+    from qlstm.models.wrappers import FlatFramePredictor
+
+    monkeypatch.setattr(tasks_mod, "_load_digits", synthetic_digits)
+    cfg = load_config(overrides=["task=frames", "data.num_train=4", "data.num_val=2", "data.num_test=2",
+                                 "data.size=16", "frames_in=3", "frames_out=2", f"model={name}", "model.hidden_size=4",
+                                 "epochs=1", "batch_size=2", "progress=false", f"run_dir={tmp_path / name}"])
+    res = train(cfg)
+    assert isinstance(res.model, FlatFramePredictor)
+    assert res.model.encoder.in_features == 256 and res.model.encoder.out_features == tasks_mod.FLAT_FEATURES
+    assert np.isfinite(res.metrics["mse"]) and 0 < res.metrics["ssim"] <= 1
+    x = torch.rand(2, 3, 1, 16, 16)
+    res.model.zero_grad()
+    y = res.model(x)
+    assert y.shape == (2, 2, 1, 16, 16)
+    y.square().sum().backward()
+    for pname, p in res.model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, pname
 
 
 # -- interrupt and exact resume --------------------------------------------------------------------

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from qlstm.errors import InputError, QlstmError
 from qlstm.models.lstm import _check_finite, _check_positive_int, _fmt
 
-__all__ = ["FramePredictor", "SeriesForecaster", "reshape_patch", "reshape_patch_back"]
+__all__ = ["FramePredictor", "FlatFramePredictor", "SeriesForecaster", "reshape_patch", "reshape_patch_back"]
 
 
 def reshape_patch(x: Tensor, patch_size: int) -> Tensor:
@@ -168,6 +168,10 @@ class FramePredictor(nn.Module):
     def extra_repr(self) -> str:
         return f"n_out={self.n_out}, out_channels={self.out_channels}, patch_size={self.patch_size}"
 
+    def _encode(self, x: Tensor) -> Tensor:
+        """What the core reads for the (folded) frames ``x [B, T, C*p*p, H/p, W/p]``: the frames themselves."""
+        return x
+
     def _frame(self, h: Tensor) -> Tensor:
         if h.dim() != 4 or h.shape[1] != self.hidden_channels:
             raise QlstmError(
@@ -197,15 +201,89 @@ class FramePredictor(nn.Module):
             raise InputError(f"x must not have an empty dimension, got shape {_fmt(x.shape)}")
         _check_finite("x", x)
         x = reshape_patch(x, p) if p > 1 else x
-        outputs, state = self.core(x)
+        self._check_frame_size(x)
+        outputs, state = self.core(self._encode(x))
         frame = self._frame(outputs[:, -1])
         preds = [frame]
         for _ in range(self.n_out - 1):
-            outputs, state = self.core(frame.unsqueeze(1), state)
+            outputs, state = self.core(self._encode(frame.unsqueeze(1)), state)
             frame = self._frame(outputs[:, -1])
             preds.append(frame)
         y = torch.stack(preds, dim=1)
         return reshape_patch_back(y, p) if p > 1 else y
+
+
+    def _check_frame_size(self, x: Tensor) -> None:
+        """Convolutional cores take any frame size (they check it themselves)."""
+
+
+class FlatFramePredictor(FramePredictor):
+    r"""Frame prediction around a *vector* core (LSTM, QLSTM): the FC-LSTM of Srivastava et al. 2015.
+
+    Each (folded) frame is flattened and mapped by a linear encoder to the
+    core's ``input_size`` features; the core's hidden state goes through a
+    linear decoder and a sigmoid back to a frame, which is fed back as in
+    :class:`FramePredictor`. This is how the LSTM and QLSTM baselines of the
+    QConvLSTM paper (Table 1) see Moving-MNIST here: the paper gives no details
+    of theirs. The encoder and decoder hold most of the parameters
+    (``2 * C * H * W`` per feature), so such a model cannot be parameter-matched
+    to a ConvLSTM; the counts are reported as they are.
+
+    Args:
+        core: a batch-first sequence module ``outputs, state = core(x, state)`` with
+            ``x [B, T, input_size]`` and ``outputs [B, T, hidden]``, e.g.
+            :class:`~qlstm.models.lstm.LSTM` or :class:`~qlstm.models.qlstm.QLSTM`.
+        frame_size: ``(H, W)`` of the frames (before folding).
+        n_out, out_channels, patch_size: as in :class:`FramePredictor`.
+        input_size, hidden_size: the core's widths; read from ``core.input_size`` /
+            ``core.hidden_size`` when ``None``.
+
+    Shape:
+        * input ``x``: ``[B, T_in, C, H, W]``; output ``[B, n_out, C, H, W]`` in ``(0, 1)``.
+
+    Attributes:
+        encoder: ``Linear(C * H * W, input_size)``; head: ``Linear(hidden, C * H * W)``.
+    """
+
+    def __init__(self, core: nn.Module, frame_size: tuple[int, int], n_out: int = 10, out_channels: int = 1, *,
+                 patch_size: int = 1, input_size: int | None = None, hidden_size: int | None = None) -> None:
+        nn.Module.__init__(self)
+        self.core = _check_core(core, "FlatFramePredictor")
+        self.n_out = _check_positive_int("n_out", n_out)
+        self.out_channels = _check_positive_int("out_channels", out_channels)
+        self.patch_size = p = _check_positive_int("patch_size", patch_size)
+        if not (isinstance(frame_size, (tuple, list)) and len(frame_size) == 2):
+            raise QlstmError(f"frame_size must be (H, W), got {frame_size!r}")
+        self.frame_size = (_check_positive_int("frame height", frame_size[0]),
+                           _check_positive_int("frame width", frame_size[1]))
+        if self.frame_size[0] % p or self.frame_size[1] % p:
+            raise QlstmError(f"frame_size {self.frame_size} is not divisible by patch_size={p}")
+        self.input_size = _core_width(core, "input_size", input_size, "FlatFramePredictor")
+        self.hidden_size = _core_width(core, "hidden_size", hidden_size, "FlatFramePredictor")
+        self.hidden_channels = self.hidden_size
+        pixels = out_channels * self.frame_size[0] * self.frame_size[1]
+        self.encoder = nn.Linear(pixels, self.input_size, **_factory(core))
+        self.head = nn.Linear(self.hidden_size, pixels, **_factory(core))
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", frame_size={self.frame_size}"
+
+    def _check_frame_size(self, x: Tensor) -> None:
+        p = self.patch_size
+        got = (x.shape[3] * p, x.shape[4] * p)
+        if got != self.frame_size:
+            raise InputError(f"x frames are {got} in dimensions 3, 4, expected frame_size={self.frame_size}")
+
+    def _encode(self, x: Tensor) -> Tensor:
+        return self.encoder(x.flatten(2))
+
+    def _frame(self, h: Tensor) -> Tensor:
+        if h.dim() != 2 or h.shape[1] != self.hidden_size:
+            raise QlstmError(f"the core returned outputs with per-step shape {_fmt(h.shape)}, expected "
+                             f"[B, hidden_size={self.hidden_size}]")
+        p = self.patch_size
+        c, (hh, ww) = self.out_channels * p * p, self.frame_size
+        return torch.sigmoid(self.head(h)).view(h.shape[0], c, hh // p, ww // p)
 
 
 class SeriesForecaster(nn.Module):

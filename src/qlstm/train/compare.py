@@ -54,7 +54,8 @@ from ..progress import Progress
 from .checkpoint import atomic_write, run_dir_error
 from .config import ConfigError, TrainConfig, apply_overrides, parse_value, resolve
 
-__all__ = ["compare", "model_resources", "naive_baselines", "parse_model_spec", "CompareResult", "METRIC_COLUMNS"]
+__all__ = ["compare", "model_resources", "naive_baselines", "parse_model_spec", "CompareResult", "METRIC_COLUMNS",
+           "FRAME_METRIC_COLUMNS", "metric_columns"]
 
 # (key in the run row, column header, format)
 METRIC_COLUMNS = [
@@ -71,6 +72,24 @@ METRIC_COLUMNS = [
     ("seconds_per_epoch", "s / epoch", "f3"),
 ]
 
+_RESOURCE_COLUMNS = METRIC_COLUMNS[4:]
+
+# frames task: the paper's and OpenSTL's metrics first
+FRAME_METRIC_COLUMNS = [
+    ("mse_frame_sum", "MSE / frame", "f1"),
+    ("mae_frame_sum", "MAE / frame", "f1"),
+    ("ssim", "SSIM", "f3"),
+    ("ssim_openstl", "SSIM (OpenSTL)", "f3"),
+    ("psnr", "PSNR dB", "f2"),
+    ("lpips", "LPIPS", "f3"),
+    ("mse", "MSE / pixel", "sci"),
+] + _RESOURCE_COLUMNS
+
+
+def metric_columns(task: str) -> list[tuple[str, str, str]]:
+    """``(key, header, format)`` of the table columns for ``task`` (``"series"`` or ``"frames"``)."""
+    return FRAME_METRIC_COLUMNS if task == "frames" else METRIC_COLUMNS
+
 
 @dataclass
 class CompareResult:
@@ -81,14 +100,24 @@ class CompareResult:
 
 
 def parse_model_spec(spec: str) -> tuple[str, dict]:
-    """``"qlstm:mode=adapter:n_layers=3"`` -> ``("qlstm", {"mode": "adapter", "n_layers": 3})``."""
+    """``"qlstm:mode=adapter:n_layers=3"`` -> ``("qlstm", {"mode": "adapter", "n_layers": 3})``.
+
+    A part without ``=`` continues the previous value, so values may hold colons:
+    ``"qconvlstm:noise=bit_flip:0.05:end"`` -> ``{"noise": "bit_flip:0.05:end"}``.
+    """
     name, *parts = spec.strip().split(":")
-    kwargs = {}
+    raw: dict[str, str] = {}
+    last = None
     for part in parts:
         key, sep, value = part.partition("=")
+        if not sep and last is not None:
+            raw[last] += ":" + part
+            continue
         if not sep or not key:
             raise ConfigError(f"model spec {spec!r}: {part!r} is not key=value (e.g. qlstm:mode=adapter)")
-        kwargs[key.strip()] = parse_value(value)
+        last = key.strip()
+        raw[last] = value
+    kwargs = {k: parse_value(v) for k, v in raw.items()}
     if not name:
         raise ConfigError(f"empty model name in {spec!r}")
     return name, kwargs
@@ -169,6 +198,8 @@ def _fmt(value, kind: str) -> str:
         return f"{100 * value:.1f}%"
     if kind == "sci":
         return f"{value:.2e}"
+    if kind in ("f1", "f2"):
+        return f"{value:.{kind[1]}f}"
     if kind == "int":
         return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
     return f"{value:.3f}"
@@ -182,12 +213,12 @@ def _cell(mean, std, kind: str) -> str:
     return f"{text} ± {spread}{'%' if kind == 'pct' else ''}".replace("% ±", " ±")
 
 
-def _summarise(runs: list[dict], labels: list[str]) -> list[dict]:
+def _summarise(runs: list[dict], labels: list[str], columns=METRIC_COLUMNS) -> list[dict]:
     rows = []
     for label in labels:
         mine = [r for r in runs if r["model"] == label]
         row = {"model": label, "seeds": len(mine)}
-        for key, _, _ in METRIC_COLUMNS:
+        for key, _, _ in columns:
             vals = [r[key] for r in mine if r.get(key) is not None]
             row[f"{key}_mean"] = statistics.fmean(vals) if vals else None
             row[f"{key}_std"] = statistics.stdev(vals) if len(vals) > 1 else None
@@ -195,11 +226,13 @@ def _summarise(runs: list[dict], labels: list[str]) -> list[dict]:
     return rows
 
 
-def _markdown(summary: list[dict], header: list[str]) -> str:
-    cols = ["model"] + [title for _, title, _ in METRIC_COLUMNS]
+def _markdown(summary: list[dict], header: list[str], columns=METRIC_COLUMNS) -> str:
+    columns = [c for c in columns if any(row.get(f"{c[0]}_mean") is not None for row in summary)] or columns
+    cols = ["model"] + [title for _, title, _ in columns]
     lines = header + ["", "| " + " | ".join(cols) + " |", "|" + "|".join(["---"] + ["---:"] * (len(cols) - 1)) + "|"]
     for row in summary:
-        cells = [f"`{row['model']}`"] + [_cell(row[f"{k}_mean"], row[f"{k}_std"], kind) for k, _, kind in METRIC_COLUMNS]
+        cells = [f"`{row['model']}`"] + [_cell(row.get(f"{k}_mean"), row.get(f"{k}_std"), kind)
+                                         for k, _, kind in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -326,8 +359,9 @@ def compare(models: list[str], base: TrainConfig, seeds: list[int], out_dir: str
         runs.append(row)
 
     labels = [label for label, _, _ in specs]
-    summary = _summarise(runs, labels)
     first = plan[0][2]
+    columns = metric_columns(first.task)
+    summary = _summarise(runs, labels, columns)
     if baselines and first.task == "series":
         for row in naive_baselines(first):
             summary.append({"model": row["model"], "seeds": 0,
@@ -340,15 +374,19 @@ def compare(models: list[str], base: TrainConfig, seeds: list[int], out_dir: str
         "resource columns do not vary with the seed).",
         f"Task: {first.task}, data `{first.data.name}` {info}; {first.epochs} epochs, batch {first.batch_size}, "
         f"{first.optimizer} lr {first.lr}, torch threads {first.threads or torch.get_num_threads()}.",
-        f"Accuracy: tolerance acc. = share of test predictions with |pred - true| <= {first.tolerance} on the "
-        "series scaled to [-1, 1]; direction acc. = share of test steps whose up/down move from the last input "
-        "value is predicted correctly.",
+        (f"Accuracy: tolerance acc. = share of test predictions with |pred - true| <= {first.tolerance} on the "
+         "series scaled to [-1, 1]; direction acc. = share of test steps whose up/down move from the last input "
+         "value is predicted correctly." if first.task == "series" else
+         "Metrics on the test sequences, frames in [0, 1], averaged over predicted frames: MSE / frame and "
+         "MAE / frame = sum over a frame's pixels (the papers' and OpenSTL's MSE/MAE); SSIM = Wang et al. 2004 "
+         "(11x11 Gaussian window); SSIM (OpenSTL) = scikit-image defaults, data_range 2; PSNR with peak 1; "
+         "LPIPS = AlexNet v0.1 (when computed); MSE / pixel = the training loss."),
         f"Machine: {_machine()}.",
     ]
     if any(r["model"].startswith("naive:") for r in summary):
         header.append("Rows `naive: ...` need no training: the last input value (persistence) and linear "
                       "extrapolation from the last two values, scored on the same test windows.")
-    md = _markdown(summary, [h for h in header if h])
+    md = _markdown(summary, [h for h in header if h], columns)
     atomic_write(out / "runs.csv", lambda fh: fh.write(_csv_text(runs)), mode="w")
     atomic_write(out / "compare.csv", lambda fh: fh.write(_csv_text(summary)), mode="w")
     atomic_write(out / "compare.md", lambda fh: fh.write(md), mode="w")

@@ -178,6 +178,9 @@ MODEL_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("series", "*"): {"hidden_size": 3},
     ("frames", "convlstm"): {"hidden_channels": [32, 32], "kernel_size": 3},
     ("frames", "qconvlstm"): {"hidden_channels": 4},
+    # sequence cores on frames (FlatFramePredictor: 16 features per frame in, a linear decoder out)
+    ("frames", "lstm"): {"hidden_size": 16},
+    ("frames", "qlstm"): {"hidden_size": 16, "mode": "adapter", "n_qubits": 4, "n_layers": 2},
     ("frames", "*"): {"hidden_channels": 16},
 }
 

@@ -11,8 +11,11 @@ asks which one it runs; they share no code by inheritance.
   min-max scaled series (``[-1, 1]``, fitted on the training part) to the
   value ``horizon`` steps later.
 * :class:`FramesTask` -- a :class:`~qlstm.models.wrappers.FramePredictor`
-  around a convolutional core (``convlstm``, ``qconvlstm``) on Moving-MNIST,
-  ``frames_in`` frames to ``frames_out`` frames.
+  around a convolutional core (``convlstm``, ``qconvlstm``), or a
+  :class:`~qlstm.models.wrappers.FlatFramePredictor` around a sequence core
+  (``lstm``, ``qlstm``: the FC-LSTM setup, frames flattened and linearly
+  encoded to :data:`FLAT_FEATURES` features) on Moving-MNIST, ``frames_in``
+  frames to ``frames_out`` frames.
 """
 
 from __future__ import annotations
@@ -32,11 +35,18 @@ from ..errors import QlstmError
 from ..models import MODELS, build, model_arguments, model_names
 from .config import ConfigError, TrainConfig, _suggest, signature_keys
 
-__all__ = ["Splits", "SeriesTask", "FramesTask", "get_task", "FRAME_MODELS", "check_names", "check_kwargs",
+__all__ = ["Splits", "SeriesTask", "FramesTask", "get_task", "FRAME_MODELS", "FLAT_MODELS", "check_names", "check_kwargs",
            "moving_mnist_splits", "build_core"]
 
 FRAME_MODELS = ("convlstm", "qconvlstm")
-"""Registry names of convolutional cores (frames task); every other model is a sequence core (series task)."""
+"""Registry names of convolutional cores (frames task only); every other model is a sequence core, which
+the series task runs directly and the frames task inside a :class:`~qlstm.models.wrappers.FlatFramePredictor`."""
+
+FLAT_MODELS = ("lstm", "qlstm")
+"""Sequence cores the frames task accepts (wrapped in a :class:`~qlstm.models.wrappers.FlatFramePredictor`)."""
+
+FLAT_FEATURES = 16
+"""Features per frame that a sequence core reads on the frames task (the paper's 16-dim vectors)."""
 
 # Arguments a task passes to a core itself; a configuration may not set them.
 _TASK_SUPPLIED = {"input_size", "input_channels", "frame_size", "generator", "device", "dtype", "batch_first"}
@@ -77,14 +87,13 @@ def check_names(cfg: TrainConfig) -> None:
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(model_names())}"
                           + _suggest(name, model_names()))
-    frame_models = [m for m in model_names() if m in FRAME_MODELS]
     series_models = [m for m in model_names() if m not in FRAME_MODELS]
     if cfg.task == "series" and name in FRAME_MODELS:
         raise ConfigError(f"model {name!r} predicts frames; use task=frames, or a series model: "
                           f"{', '.join(series_models)}")
-    if cfg.task == "frames" and name not in FRAME_MODELS:
-        raise ConfigError(f"model {name!r} is a sequence model for task=series; frame models: "
-                          f"{', '.join(frame_models)}")
+    if cfg.task == "frames" and name not in FRAME_MODELS + FLAT_MODELS:
+        raise ConfigError(f"model {name!r} cannot run on frames (its circuit would need a qubit per frame "
+                          f"feature); frame models: {', '.join(FRAME_MODELS + FLAT_MODELS)}")
     valid = sorted(SERIES) + ["csv"] if cfg.task == "series" else ["moving-mnist"]
     if cfg.data.name not in valid:
         raise ConfigError(f"unknown {cfg.task} data set {cfg.data.name!r}; valid: {', '.join(valid)}"
@@ -314,11 +323,17 @@ class FramesTask:
         return Splits(xtr, ytr, xva, yva, xte, yte, info=info)
 
     def build_model(self, generator: torch.Generator) -> nn.Module:
-        from ..models.wrappers import FramePredictor
+        from ..models.wrappers import FlatFramePredictor, FramePredictor
 
         p = self.cfg.model.patch_size
         default_size = inspect.signature(moving_mnist_splits).parameters["size"].default
         size = int(self.cfg.data.kwargs.get("size", default_size))
+        if self.cfg.model.name not in FRAME_MODELS:  # a sequence core: flattened frames, FC encoder/decoder
+            core = build_core(self.cfg.model.name, self.cfg.model.kwargs, {"input_size": FLAT_FEATURES}, generator)
+            model = FlatFramePredictor(core, (size, size), n_out=self.cfg.frames_out, out_channels=1, patch_size=p)
+            _reset_head(model.encoder, generator)
+            _reset_head(model.head, generator)
+            return model
         supplied = {"input_channels": p * p, "frame_size": (size // p, size // p)}
         core = build_core(self.cfg.model.name, self.cfg.model.kwargs, supplied, generator)
         model = FramePredictor(core, n_out=self.cfg.frames_out, out_channels=1, patch_size=p)
@@ -348,7 +363,7 @@ class FramesTask:
 
         p, y = self.predict(model, data.x_test), data.y_test.double() / 255.0
         out = {"mse": Fm.mse(p, y), "mse_frame_sum": Fm.mse_frame_sum(p, y), "mae": Fm.mae(p, y),
-               "psnr": Fm.psnr(p, y), "ssim": Fm.ssim(p, y), "ssim_openstl": Fm.ssim_openstl(p, y)}
+               "mae_frame_sum": Fm.mae_frame_sum(p, y), "psnr": Fm.psnr(p, y), "ssim": Fm.ssim(p, y), "ssim_openstl": Fm.ssim_openstl(p, y)}
         if self.cfg.lpips:
             out["lpips"] = Fm.lpips(p, y, download=False)
         return out
