@@ -70,3 +70,35 @@ def test_noise_from_string_and_mapping_equals_the_noise_model():
 def test_bad_noise_values_name_the_problem(bad, message):
     with pytest.raises(QlstmError, match=message.replace("[", r"\[").replace("(", r"\(")):
         build("qlstm", input_size=1, hidden_size=2, n_layers=1, noise=bad)
+
+
+@pytest.mark.parametrize("name,make,data", QUANTUM, ids=[q[0] for q in QUANTUM])
+def test_module_to_float32_and_back_follows_the_parameters(name, make, data):
+    """`.to(dtype)` moves the simulation with the parameters (complex64 <-> complex128), like torch.nn.LSTM."""
+    model, x = make(), data()
+    ref = model(x.to(next(model.parameters()).dtype))[0].double()
+    model.float()
+    out32 = model(x.float())[0]
+    assert out32.dtype == torch.float32
+    torch.testing.assert_close(out32.double(), ref, atol=2e-4, rtol=0)
+    model.double()
+    out64 = model(x.double())[0]
+    assert out64.dtype == F64
+    torch.testing.assert_close(out64, ref, atol=1e-6, rtol=0)
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@CUDA
+@pytest.mark.parametrize("name,make,data", QUANTUM, ids=[q[0] for q in QUANTUM])
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_quantum_models_on_cuda_match_cpu(name, make, data, dtype):
+    model, x = make().to(dtype), data().to(dtype)
+    ref = model(x)[0]
+    gpu = model.to("cuda")
+    out = gpu(x.cuda())[0]
+    assert out.device.type == "cuda" and out.dtype == dtype
+    torch.testing.assert_close(out.cpu(), ref, atol=1e-4 if dtype == torch.float32 else 1e-10, rtol=0)
+    out.square().sum().backward()
+    assert all(p.grad is not None and p.grad.is_cuda and torch.isfinite(p.grad).all() for p in gpu.parameters())

@@ -35,7 +35,8 @@ from ..sim import kernels as K
 from .adjoint import _kron_tree, _kron_tree_back, _put_wires
 
 __all__ = [
-    "BlochExpval", "PauliExpval", "TransferRows", "bloch_of", "bloch_prefix", "bloch_rotation", "conjugate_rows",
+    "BlochExpval", "PauliExpval", "TransferRows", "bloch_features", "bloch_features_back", "bloch_of", "bloch_prefix",
+    "bloch_rotation", "conjugate_rows",
     "constant_transfer", "observable_matrices", "observable_vectors", "pauli_transfer", "rotation_spec", "so3_of",
 ]
 
@@ -264,14 +265,17 @@ def bloch_prefix(r0: torch.Tensor, groups, x: torch.Tensor, dtype) -> torch.Tens
     return r
 
 
-def _features(r: torch.Tensor) -> tuple:
+def bloch_features(r: torch.Tensor) -> tuple:
     """Features ``(1, r_0) (x) ... (x) (1, r_{n-1})`` ``[B, 4**n]`` of Bloch vectors ``r [n, B, 3]``,
-    and the Kronecker tree :func:`_features_back` needs."""
+    and the Kronecker tree :func:`bloch_features_back` needs.
+
+    ``features @ table`` with a :meth:`Program.transfer_table` gives the expectation values.
+    """
     ones = torch.ones(*r.shape[:-1], 1, dtype=r.dtype, device=r.device)
     return _kron_tree(list(torch.cat([ones, r], -1).unbind(0)))
 
 
-def _features_back(gf: torch.Tensor, tree, n: int) -> torch.Tensor:
+def bloch_features_back(gf: torch.Tensor, tree, n: int) -> torch.Tensor:
     """Gradient ``[n, B, 3]`` of the Bloch vectors from that of the features ``gf [B, 4**n]``."""
     return torch.stack(_kron_tree_back(gf, tree, n))[..., 1:]
 
@@ -286,7 +290,7 @@ class PauliExpval(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, r, t):
-        f, tree = _features(r)
+        f, tree = bloch_features(r)
         ctx.tree, ctx.n = tree, r.shape[0]
         ctx.save_for_backward(f, t)
         return f @ t
@@ -297,7 +301,7 @@ class PauliExpval(torch.autograd.Function):
         gt = f.T @ g if ctx.needs_input_grad[1] else None
         gr = None
         if ctx.needs_input_grad[0]:
-            gr = _features_back(g @ t.T, ctx.tree, ctx.n)
+            gr = bloch_features_back(g @ t.T, ctx.tree, ctx.n)
         return gr, gt
 
 
@@ -352,7 +356,7 @@ class BlochExpval(torch.autograd.Function):
                 new, saved = _turn(name, c, s, sub), (c, s, theta.shape)
             r = _put_wires(r, wires, whole, new)
             history.append((name, wires, whole, fixed, saved, new))
-        f, tree = _features(r)
+        f, tree = bloch_features(r)
         ctx.history, ctx.tree, ctx.n = history, tree, n
         ctx.save_for_backward(f, t)
         return f @ t
@@ -363,7 +367,7 @@ class BlochExpval(torch.autograd.Function):
         n = ctx.n
         gt = f.T @ g if ctx.needs_input_grad[2] else None
         grads = []
-        gr = _features_back(g @ t.T, ctx.tree, n)  # [n, B, 3]
+        gr = bloch_features_back(g @ t.T, ctx.tree, n)  # [n, B, 3]
         for name, wires, whole, fixed, saved, out in reversed(ctx.history):
             gout = gr if whole else gr[list(wires)]
             if fixed is not None:

@@ -27,6 +27,7 @@ from ..circuit.noise import NoiseModel
 from ..circuit.templates import chen_vqc
 from ..errors import InputError, QlstmError
 from ..nn import QuantumLayer
+from ._fused import FusedFaithfulQLSTM, chen_heisenberg_tables
 from .lstm import _check_finite, _fmt
 
 __all__ = ["QLSTM", "GATE_NAMES"]
@@ -36,6 +37,10 @@ GATE_NAMES = ("forget", "input", "candidate", "output")
 
 class QLSTM(nn.Module):
     r"""Quantum LSTM (Chen, Yoo & Fang 2020) with six VQCs per cell.
+
+    Exact, noiseless faithful-mode models run the whole recurrence as one autograd node
+    with a hand-written backward (:mod:`qlstm.models._fused`); set ``QLSTM.fused = False``
+    (or on an instance) for the step-by-step autograd path it is tested against.
 
     Args:
         input_size: features per time step.
@@ -73,6 +78,9 @@ class QLSTM(nn.Module):
         >>> out.shape, h.shape
         (torch.Size([16, 4, 3]), torch.Size([1, 16, 3]))
     """
+
+    #: run faithful mode through :class:`~qlstm.models._fused.FusedFaithfulQLSTM` where it applies
+    fused = True
 
     def __init__(
         self,
@@ -142,6 +150,17 @@ class QLSTM(nn.Module):
             return layer
         return lambda v: layer(v)[index]
 
+    def _fused_tables(self):
+        """``(t_gates, t_proc)`` for the fused recurrence, or None where it does not apply."""
+        if not (self.fused and self.mode == "faithful" and self.gates.bindable and self.process.bindable and self.gates._pure
+                and self.process._pure):
+            return None
+        tg = chen_heisenberg_tables(self.gates.bind(), self.n_qubits)
+        if tg is None:
+            return None
+        tp = chen_heisenberg_tables(self.process.bind(), self.hidden_size)
+        return None if tp is None else (tg, tp)
+
     def _check(self, x: Tensor, state) -> tuple[Tensor, Tensor, Tensor]:
         if not isinstance(x, Tensor) or x.dim() != 3:
             raise InputError(
@@ -171,6 +190,12 @@ class QLSTM(nn.Module):
         x, h, c = self._check(x, state)
         outputs = []
         if self.mode == "faithful":
+            fused = self._fused_tables()
+            if fused is not None:
+                out, h, c = FusedFaithfulQLSTM.apply(x, h, c, *fused)
+                if not self.batch_first:
+                    out = out.transpose(0, 1)
+                return out, (h.unsqueeze(0), c.unsqueeze(0))
             gates, process = self._vqc_runner(self.gates), self._vqc_runner(self.process)
             for t in range(x.shape[1]):
                 g = gates(torch.cat([x[:, t], h], dim=1))  # [4, B, hidden]

@@ -1,0 +1,145 @@
+r"""The whole faithful-QLSTM recurrence as one autograd node (the fast path of :class:`~qlstm.models.qlstm.QLSTM`).
+
+Why: with the VQCs in the Heisenberg picture (:mod:`qlstm.circuit.heisenberg`) a time
+step is a handful of small tensor operations, and at 4 qubits their count, not their
+arithmetic, is the cost -- autograd records and replays every one. Here the forward pass
+runs all ``T`` steps without recording, keeps what the backward needs, and the backward
+is written out by hand (backpropagation through time).
+
+What it computes, per step, with :math:`v = [x_t, h_{t-1}]` (``n = I + H`` values) and the
+Chen encoding ``H, RY(atan v), RZ(atan v^2)`` on every wire:
+
+* each wire's Bloch vector in closed form: with :math:`a = (1+v^2)^{-1/2}` and
+  :math:`b = (1+v^4)^{-1/2}`, :math:`r = (ab,\ ab\,v^2,\ -a v)` (``RY`` then ``RZ`` applied to
+  ``|+>``'s ``(1, 0, 0)``);
+* the four gate VQCs at once: ``features(r) @ T_gates`` -> ``[B, 4, H]`` (``T_gates`` the
+  Pauli transfer table of the four weight copies, built once per forward pass);
+* ``c = sigmoid(f) c + sigmoid(i) tanh(g)``, ``u = sigmoid(o) tanh(c)``;
+* the two processing VQCs on ``u`` (``H`` wires, same encoding): ``[h_t, y_t]``.
+
+The tables stay autograd tensors: the gradient this node returns for them flows on into
+the table build (:class:`~qlstm.circuit.heisenberg.TransferRows`) and so to the weights.
+:func:`chen_heisenberg_tables` checks that a bound layer really is this shape (numerically,
+on probe inputs) before the model uses the node; ``QLSTM.fused = False`` switches it off and
+the tests compare the two paths.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..circuit.heisenberg import bloch_features, bloch_features_back
+
+__all__ = ["FusedFaithfulQLSTM", "chen_heisenberg_tables", "chen_bloch"]
+
+
+def chen_bloch(v: Tensor) -> tuple[Tensor, tuple]:
+    """Bloch vectors ``[n, B, 3]`` of the Chen encoding of ``v [B, n]``, and what the backward needs."""
+    v2 = v * v
+    a = torch.rsqrt(1 + v2)
+    b = torch.rsqrt(1 + v2 * v2)
+    ab = a * b
+    r = torch.stack([ab, ab * v2, -a * v], -1).transpose(0, 1)
+    return r, (v, v2, a, ab)
+
+
+def chen_bloch_back(gr: Tensor, saved) -> Tensor:
+    """Gradient ``[B, n]`` of ``v`` from that of the Bloch vectors ``gr [n, B, 3]``."""
+    v, v2, a, ab = saved
+    gx, gy, gz = gr.transpose(0, 1).unbind(-1)
+    # d(ab)/dv = -ab v (a^2 + 2 v^2 b^2), with b^2 = (ab / a)^2; d(-a v)/dv = -a^3
+    b2 = (ab / a).square()
+    dab = -ab * v * (a * a + 2 * v2 * b2)
+    return dab * (gx + gy * v2) + gy * 2 * v * ab - gz * a * a * a
+
+
+def chen_heisenberg_tables(bound, n: int) -> Tensor | None:
+    """The flattened transfer table ``[4**n, G * K]`` of a bound Chen-encoded VQC, or None.
+
+    None unless the bound program evaluates in the Heisenberg picture with exactly the
+    Chen encoding (checked on probe inputs against :func:`chen_bloch`).
+    """
+    from ..circuit.heisenberg import bloch_of, bloch_prefix
+
+    if getattr(bound, "_heis", None) is None or not bound.heisenberg or bound._vecs0.requires_grad:
+        return None
+    key = ("chen_encoding", bound.dtype, str(bound.device))
+    cache = bound.program._cache
+    if key not in cache:  # the encoding depends on the circuit only: check once per compiled program
+        dtype = torch.float64 if bound.dtype == torch.complex128 else torch.float32
+        probe = torch.linspace(-2.0, 1.5, 3 * n, dtype=dtype, device=bound.device).reshape(3, n)
+        try:
+            generic = bloch_prefix(bloch_of(bound._vecs0), bound._heis, probe, bound.dtype)  # [n, 3, 3]
+            cache[key] = generic.shape == (n, 3, 3) and torch.allclose(generic, chen_bloch(probe)[0], atol=1e-5)
+        except Exception:  # a prefix this check cannot evaluate: not the Chen encoding
+            cache[key] = False
+    if not cache[key]:
+        return None
+    table = bound._transfer()  # [4**n, *G, K]
+    return table.reshape(table.shape[0], -1)
+
+
+def _sig_grad(s: Tensor) -> Tensor:
+    return s * (1 - s)
+
+
+class FusedFaithfulQLSTM(torch.autograd.Function):
+    """``apply(x [B, T, I], h0 [B, H], c0 [B, H], t_gates [4**(I+H), 4H], t_proc [4**H, 2H])``
+    -> ``(outputs [B, T, H], h_T [B, H], c_T [B, H])``; see the module docstring."""
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, t_gates, t_proc):
+        hidden = h0.shape[1]
+        steps = []
+        h, c = h0, c0
+        outs = []
+        for t in range(x.shape[1]):
+            v = torch.cat([x[:, t], h], 1)
+            r, bsave = chen_bloch(v)
+            f, tree = bloch_features(r)
+            g = (f @ t_gates).view(-1, 4, hidden)
+            sf, si, so = torch.sigmoid(g[:, 0]), torch.sigmoid(g[:, 1]), torch.sigmoid(g[:, 3])
+            tg = torch.tanh(g[:, 2])
+            c_prev, c = c, sf * c + si * tg
+            tc = torch.tanh(c)
+            u = so * tc
+            r2, bsave2 = chen_bloch(u)
+            f2, tree2 = bloch_features(r2)
+            p = f2 @ t_proc  # [B, 2H]
+            h = p[:, :hidden]
+            outs.append(p[:, hidden:])
+            steps.append((bsave, f, tree, sf, si, so, tg, c_prev, tc, bsave2, f2, tree2))
+        ctx.steps, ctx.sizes = steps, (x.shape[2], hidden, r.shape[0])
+        ctx.save_for_backward(t_gates, t_proc)
+        return torch.stack(outs, 1), h, c
+
+    @staticmethod
+    def backward(ctx, g_out, g_h, g_c):
+        t_gates, t_proc = ctx.saved_tensors
+        n_in, hidden, n = ctx.sizes
+        steps = len(ctx.steps)
+        ref = t_gates
+        batch = ctx.steps[0][3].shape[0]
+        zeros = torch.zeros(batch, hidden, dtype=ref.dtype, device=ref.device)
+        gh = zeros if g_h is None else g_h
+        gc = zeros if g_c is None else g_c
+        g_tg = torch.zeros_like(t_gates) if ctx.needs_input_grad[3] else None
+        g_tp = torch.zeros_like(t_proc) if ctx.needs_input_grad[4] else None
+        gx = [None] * steps
+        for t in range(steps - 1, -1, -1):
+            bsave, f, tree, sf, si, so, tg, c_prev, tc, bsave2, f2, tree2 = ctx.steps[t]
+            gp = torch.cat([gh, g_out[:, t] if g_out is not None else zeros], 1)  # [B, 2H]
+            if g_tp is not None:
+                g_tp += f2.T @ gp
+            gu = chen_bloch_back(bloch_features_back(gp @ t_proc.T, tree2, hidden), bsave2)
+            gcc = gc + gu * so * (1 - tc * tc)
+            gg = torch.cat([gcc * c_prev * _sig_grad(sf), gcc * tg * _sig_grad(si),
+                            gcc * si * (1 - tg * tg), gu * tc * _sig_grad(so)], 1)  # [B, 4H]
+            if g_tg is not None:
+                g_tg += f.T @ gg
+            gv = chen_bloch_back(bloch_features_back(gg @ t_gates.T, tree, n), bsave)
+            gx[t] = gv[:, :n_in]
+            gh, gc = gv[:, n_in:], gcc * sf
+        g_x = torch.stack(gx, 1) if ctx.needs_input_grad[0] else None
+        return g_x, gh, gc, g_tg, g_tp

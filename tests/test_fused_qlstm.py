@@ -1,0 +1,90 @@
+"""The fused faithful-QLSTM recurrence (qlstm.models._fused) against the step-by-step autograd path."""
+
+import pytest
+import torch
+
+from qlstm.models._fused import FusedFaithfulQLSTM, chen_bloch, chen_bloch_back, chen_heisenberg_tables
+from qlstm.models.qlstm import QLSTM
+
+F64 = torch.float64
+
+
+def _model(i, h, layers=2, dtype=F64, seed=0, **kw):
+    m = QLSTM(i, h, n_layers=layers, dtype=dtype, generator=torch.Generator().manual_seed(seed), **kw)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(generator=torch.Generator().manual_seed(seed + 1))
+    return m
+
+
+def _loss_and_grads(m, x, state):
+    out, (h, c) = m(x, state)
+    loss = out.square().sum() + (1.3 * h).sum() + c.square().sum()
+    return out, h, c, torch.autograd.grad(loss, [x, *state, *m.parameters()])
+
+
+@pytest.mark.parametrize("i,h,t,layers", [(1, 3, 4, 2), (2, 2, 5, 1), (1, 2, 1, 3), (3, 1, 3, 2)])
+def test_fused_equals_step_by_step_values_and_gradients(i, h, t, layers):
+    m = _model(i, h, layers)
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(5, t, i, dtype=F64, generator=gen, requires_grad=True)
+    state = (torch.randn(1, 5, h, dtype=F64, generator=gen, requires_grad=True),
+             torch.randn(1, 5, h, dtype=F64, generator=gen, requires_grad=True))
+    uses_fused = m._fused_tables() is not None
+    assert uses_fused == (h > 1)  # a 1-qubit processing VQC is not evaluated in the Heisenberg picture
+    fast = _loss_and_grads(m, x, state)
+    m.fused = False
+    assert m._fused_tables() is None
+    slow = _loss_and_grads(m, x, state)
+    for a, b in zip(fast[:3], slow[:3]):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+    for a, b in zip(fast[3], slow[3]):
+        torch.testing.assert_close(a, b, atol=1e-11, rtol=0)
+
+
+def test_fused_node_gradcheck():
+    m = _model(1, 2, 1)
+    tg = chen_heisenberg_tables(m.gates.bind(), 3).detach().requires_grad_(True)
+    tp = chen_heisenberg_tables(m.process.bind(), 2).detach().requires_grad_(True)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 1, dtype=F64, generator=gen, requires_grad=True)
+    h0 = torch.randn(2, 2, dtype=F64, generator=gen, requires_grad=True)
+    c0 = torch.randn(2, 2, dtype=F64, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(FusedFaithfulQLSTM.apply, (x, h0, c0, tg, tp), eps=1e-6, atol=1e-6)
+
+
+def test_chen_bloch_closed_form_and_its_derivative():
+    v = torch.linspace(-3, 3, 13, dtype=F64).reshape(1, 13).requires_grad_(True)
+    r, saved = chen_bloch(v)
+    th, ph = torch.atan(v), torch.atan(v * v)
+    expect = torch.stack([th.cos() * ph.cos(), th.cos() * ph.sin(), -th.sin()], -1).transpose(0, 1)
+    torch.testing.assert_close(r, expect, atol=1e-14, rtol=0)
+    g = torch.randn(r.shape, dtype=F64, generator=torch.Generator().manual_seed(1))
+    (auto,) = torch.autograd.grad((expect * g).sum(), v)
+    torch.testing.assert_close(chen_bloch_back(g, saved), auto, atol=1e-13, rtol=0)
+
+
+def test_fused_float32_batch_first_false_and_continuation():
+    m = _model(1, 3, 2, dtype=torch.float32)
+    x = torch.randn(4, 6, 1)
+    out, (h, c) = m(x)
+    m.fused = False
+    ref, (hr, cr) = m(x)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+    m.fused = True
+    # six steps at once == three, then three more from the returned state
+    a, state = m(x[:, :3])
+    b, (h2, c2) = m(x[:, 3:], state)
+    torch.testing.assert_close(torch.cat([a, b], 1), out, atol=1e-6, rtol=0)
+    torch.testing.assert_close(h2, h, atol=1e-6, rtol=0)
+    tm = QLSTM(1, 3, n_layers=2, batch_first=False)
+    tm.load_state_dict(m.state_dict())
+    o_t, _ = tm(x.transpose(0, 1))
+    torch.testing.assert_close(o_t.transpose(0, 1), out, atol=1e-6, rtol=0)
+
+
+def test_fused_path_is_skipped_where_it_does_not_apply():
+    assert _model(1, 2, noise="depolarizing:0.01:end")._fused_tables() is None  # noisy: NoisyBound path
+    assert _model(1, 2, shots=100)._fused_tables() is None
+    assert _model(1, 2, mode="adapter")._fused_tables() is None
+    assert _model(1, 2, template="strongly_entangling")._fused_tables() is None  # weights in the prefix
