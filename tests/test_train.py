@@ -204,6 +204,18 @@ def test_frames_convlstm_run(tmp_path, monkeypatch):
     assert res.history[-1]["val_loss"] > 0 and "val_ssim" in res.history[-1]
 
 
+def test_frame_heads_start_at_the_mean_pixel(monkeypatch):
+    monkeypatch.setattr(tasks_mod, "_load_digits", synthetic_digits)
+    cfg = resolve(load_config(overrides=["task=frames", "data.num_train=3", "data.num_val=1", "data.num_test=1",
+                                         "data.size=16", "frames_in=2", "frames_out=1", "model.hidden_channels=[2]"]))
+    task = tasks_mod.get_task(cfg, torch.device("cpu"), torch.float32)
+    data = task.load_data()
+    mean = float(data.x_train.double().mean()) / 255
+    model = task.build_model(torch.Generator().manual_seed(0))
+    assert torch.sigmoid(model.head.bias).sub(mean).abs().max() < 1e-6
+    assert 0 < mean < 0.5
+
+
 @pytest.mark.parametrize("name", ["lstm", "qlstm"])
 def test_frames_sequence_core_runs_flattened(tmp_path, monkeypatch, name):
     """LSTM and QLSTM on frames: the FC-LSTM setup (FlatFramePredictor), every parameter trained."""

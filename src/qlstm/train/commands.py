@@ -324,8 +324,8 @@ def _cmd_bench(args) -> int:
 
 
 EPILOG_REPRODUCE = """examples:
-  qlstm reproduce qconvlstm                 # scale small: 128 training sequences, 3 epochs, 1 seed
-  qlstm reproduce qconvlstm --scale paper   # 500 / 200 sequences, 10 epochs, 2 seeds
+  qlstm reproduce qconvlstm                 # scale small: 128 training sequences, 10 epochs, 1 seed
+  qlstm reproduce qconvlstm --scale paper   # 500 / 200 sequences, 20 epochs, 2 seeds
   qlstm reproduce proposal --scale paper    # 30 epochs, 3 seeds"""
 
 

@@ -320,7 +320,22 @@ class FramesTask:
                               "pick a patch size that divides it")
         info = {"sequences_train": len(xtr), "sequences_val": len(xva), "sequences_test": len(xte),
                 "frame_size": size, "frames_in": cfg.frames_in, "frames_out": cfg.frames_out}
+        self._pixel_mean = float(xtr.double().mean()) / 255.0 if xtr.numel() else None
         return Splits(xtr, ytr, xva, yva, xte, yte, info=info)
+
+    def _init_head_bias(self, head: nn.Module) -> None:
+        """Start the frame head's bias at the logit of the training frames' mean pixel value.
+
+        Moving-MNIST is mostly black (mean pixel about 0.05); with a zero-mean bias the
+        sigmoid head starts at mid-grey, and a short run spends its steps just learning the
+        background. Every frame model gets the same start.
+        """
+        mean = getattr(self, "_pixel_mean", None)
+        if mean is None:
+            return
+        m = min(max(mean, 1e-3), 0.5)
+        with torch.no_grad():
+            head.bias.fill_(math.log(m / (1 - m)))
 
     def build_model(self, generator: torch.Generator) -> nn.Module:
         from ..models.wrappers import FlatFramePredictor, FramePredictor
@@ -333,11 +348,13 @@ class FramesTask:
             model = FlatFramePredictor(core, (size, size), n_out=self.cfg.frames_out, out_channels=1, patch_size=p)
             _reset_head(model.encoder, generator)
             _reset_head(model.head, generator)
+            self._init_head_bias(model.head)
             return model
         supplied = {"input_channels": p * p, "frame_size": (size // p, size // p)}
         core = build_core(self.cfg.model.name, self.cfg.model.kwargs, supplied, generator)
         model = FramePredictor(core, n_out=self.cfg.frames_out, out_channels=1, patch_size=p)
         _reset_head(model.head, generator)
+        self._init_head_bias(model.head)
         return model
 
     def to_input(self, x: Tensor) -> Tensor:
