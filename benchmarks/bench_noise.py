@@ -38,7 +38,7 @@ def step_time(model, x, density: bool, repeats: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5, help="timed QLSTM steps (QConvLSTM: a third of them)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
@@ -49,7 +49,7 @@ def main() -> None:
                   torch.randn(16, 4, 1), args.repeats),
                  ("QConvLSTM core call", lambda: QConvLSTM(16, 4, (16, 16), noise=noise,
                                                            generator=torch.Generator().manual_seed(0)),
-                  torch.rand(4, 3, 16, 16, 16), 1)]
+                  torch.rand(4, 3, 16, 16, 16), max(1, args.repeats // 3))]
         for name, make, x, reps in cases:
             dm = step_time(make(), x, True, reps)
             hb = step_time(make(), x, False, reps)

@@ -12,6 +12,8 @@ before anything is timed.
 Implementations (names for --skip / --include):
 
 * ``qlstm-faithful``: ``QLSTM(1, hidden_size=n-1, n_layers=2)``, n = input + hidden qubits;
+* ``qlstm-compiled`` (opt-in with --include): the same model with ``compiled=True`` (the fused
+  recurrence and the transfer-table builds through ``torch.compile``; compiled during the warm-up steps);
 * ``qlstm-adapter``: ``QLSTM(1, hidden_size=n, n_qubits=n, n_layers=2, mode="adapter")`` (a different
   architecture: linear maps in/out, six n-qubit VQCs; no counterpart in the other libraries here);
 * ``pennylane-default``: default.qubit, backprop, torch interface, batch = broadcast dimension;
@@ -49,11 +51,12 @@ from common import (  # noqa: E402
     set_threads, text_table, train_step_fn, wait_for_quiet,
 )
 
-IMPLS = ("qlstm-faithful", "qlstm-adapter", "pennylane-default", "pennylane-lightning", "pennylane-default-loop",
-         "torchquantum")
-OPT_IN = ("pennylane-default-loop",)
+IMPLS = ("qlstm-faithful", "qlstm-compiled", "qlstm-adapter", "pennylane-default", "pennylane-lightning",
+         "pennylane-default-loop", "torchquantum")
+OPT_IN = ("pennylane-default-loop", "qlstm-compiled")
 LABEL = {
     "qlstm-faithful": "qlstm faithful",
+    "qlstm-compiled": "qlstm faithful compiled",
     "qlstm-adapter": "qlstm adapter",
     "pennylane-default": "PL default.qubit",
     "pennylane-lightning": "PL lightning",
@@ -69,8 +72,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def qlstm_model(mode: str, n: int, layers: int, dtype, device):
     from qlstm.models.qlstm import QLSTM
 
-    if mode == "faithful":
-        return QLSTM(1, hidden_size=n - 1, n_layers=layers, dtype=dtype, device=device)
+    if mode in ("faithful", "compiled"):
+        return QLSTM(1, hidden_size=n - 1, n_layers=layers, dtype=dtype, device=device, compiled=mode == "compiled")
     return QLSTM(1, hidden_size=n, n_qubits=n, n_layers=layers, mode="adapter", dtype=dtype, device=device)
 
 
@@ -279,7 +282,7 @@ def main(argv=None) -> int:
 
     target_lines = []
     for (n, b), lim in TARGETS.items():
-        for mode in ("qlstm-faithful", "qlstm-adapter"):
+        for mode in ("qlstm-faithful", "qlstm-compiled", "qlstm-adapter"):
             if (mode, n, b) in results and results[(mode, n, b)][0].min_ms is not None:
                 v = results[(mode, n, b)][0].min_ms
                 target_lines.append(f"{LABEL[mode]}, {n} qubits, batch {b}: {v:.3f} ms vs target <= {lim:g} ms: "

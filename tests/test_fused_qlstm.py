@@ -88,3 +88,40 @@ def test_fused_path_is_skipped_where_it_does_not_apply():
     assert _model(1, 2, shots=100)._fused_tables() is None
     assert _model(1, 2, mode="adapter")._fused_tables() is None
     assert _model(1, 2, template="strongly_entangling")._fused_tables() is None  # weights in the prefix
+
+
+@pytest.mark.slow
+def test_compiled_recurrence_equals_eager():
+    """torch.compile of the fused bodies (slow: compiles for tens of seconds)."""
+    m = _model(1, 3, 2)
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 3, 1, dtype=F64, generator=gen, requires_grad=True)
+    state = (torch.randn(1, 4, 3, dtype=F64, generator=gen, requires_grad=True),
+             torch.randn(1, 4, 3, dtype=F64, generator=gen, requires_grad=True))
+    eager = _loss_and_grads(m, x, state)
+    m.compiled = True
+    comp = _loss_and_grads(m, x, state)
+    for a, b in zip(eager[:3], comp[:3]):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+    for a, b in zip(eager[3], comp[3]):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+def test_compiled_flag_is_checked():
+    with pytest.raises(Exception, match="compiled must be True or False"):
+        QLSTM(1, 2, compiled="yes")
+    for kw in (dict(mode="adapter"), dict(noise="bit_flip:0.1"), dict(shots=10)):
+        with pytest.raises(Exception, match="compiled=True needs the fused recurrence"):
+            QLSTM(1, 2, compiled=True, **kw)
+    m = QLSTM(1, 1, compiled=True)  # a 1-qubit processing VQC: no fused recurrence, a warning, the eager path
+    with pytest.warns(UserWarning, match="does not apply to this model"):
+        out, _ = m(torch.randn(2, 3, 1))
+    assert out.shape == (2, 3, 1)
+
+
+def test_second_derivatives_through_the_fused_node_are_refused():
+    m = _model(1, 2, 1)
+    x = torch.randn(2, 2, 1, dtype=F64, requires_grad=True)
+    (g,) = torch.autograd.grad(m(x)[0].sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError):
+        g.sum().backward()

@@ -169,6 +169,13 @@ def gate_matrix_of(op: Gate, x, w, cdtype, device) -> torch.Tensor:
     return spec.matrix(params, dtype=cdtype, device=device)
 
 
+def channel_kraus_of(op: Channel, cdtype, device) -> torch.Tensor:
+    """Kraus operators ``[m, 2**k, 2**k]`` of a channel operation (named or user-given)."""
+    if op.name == "kraus":
+        return op.kraus.to(device=device, dtype=cdtype)
+    return _channels.channel_kraus(op.name, op.p, dtype=cdtype, device=device)
+
+
 def amplitude_vector(op: AmplitudeEncoding, x: torch.Tensor, cdtype) -> torch.Tensor:
     """Normalised, zero-padded amplitudes ``[B, 2**k]`` for an amplitude encoding."""
     a = x[:, list(op.inputs)]
@@ -427,9 +434,7 @@ def _simulate_branches(circuit, x, w, batch, cdtype, device, density: bool, use_
         elif isinstance(op, Reset):
             br.reset(op.wire, op.condition)
         elif isinstance(op, Channel):
-            kraus = op.kraus.to(device=device, dtype=cdtype) if op.name == "kraus" else \
-                _channels.channel_kraus(op.name, op.p, dtype=cdtype, device=device)
-            br.channel(kraus, op.wires, op.condition)
+            br.channel(channel_kraus_of(op, cdtype, device), op.wires, op.condition)
         else:
             raise CircuitError(f"cannot simulate operation {op!r}")
     expv = torch.stack([br.expval(o) for o in circuit.observables], dim=-1) if circuit.observables else None

@@ -20,8 +20,8 @@ matrices through every operation of every weight copy, one copy at a time.
 So a recurrent model with noisy VQCs builds :math:`\Phi^\dagger(O)` once per
 forward pass and reuses it at every time step (the "superoperator of a
 data-independent segment, built once" of the planner), and
-:func:`qlstm.circuit.run` uses it when the circuit has fewer observables
-than batch rows (:func:`prefers_heisenberg`).
+:func:`qlstm.circuit.run` uses it when the circuit has no more observables
+than batch rows, or at most 4 qubits (:func:`prefers_heisenberg`).
 
 Everything is plain autograd over a few batched matrix products per
 operation. The density-matrix path (``run(..., method="density")``) is the
@@ -35,10 +35,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..sim import channels as _channels
 from ..sim import kernels as K
 from .circuit import Circuit
-from .expr import Input
+from .heisenberg import observable_matrices
 from .ops import AmplitudeEncoding, Channel, Gate, Measure, Reset
 
 __all__ = ["NoisySplit", "split_noisy", "prefers_heisenberg", "NoisyBound", "bind_noisy", "pulled_back_observables"]
@@ -48,9 +47,7 @@ MAX_QUBITS = 10
 
 
 def _reads_data(op) -> bool:
-    if isinstance(op, AmplitudeEncoding):
-        return True
-    return any(isinstance(leaf, Input) for p in getattr(op, "params", ()) for leaf in p.leaves())
+    return isinstance(op, AmplitudeEncoding) or getattr(op, "uses_input", False)
 
 
 @dataclass
@@ -83,6 +80,14 @@ def split_noisy(circuit: Circuit) -> NoisySplit | None:
       after every gate or layer); the prefix runs up to the first multi-qubit
       operation.
     """
+    cache = circuit.__dict__.setdefault("_noisy_split_cache", {})
+    if circuit._version not in cache:
+        cache.clear()
+        cache[circuit._version] = _split(circuit)
+    return cache[circuit._version]
+
+
+def _split(circuit: Circuit) -> NoisySplit | None:
     if circuit.n_qubits > MAX_QUBITS or not circuit.observables or circuit.prob_wires or circuit.n_clbits:
         return None
     ops = circuit.ops
@@ -103,7 +108,6 @@ def split_noisy(circuit: Circuit) -> NoisySplit | None:
     prefix = circuit.copy()
     prefix.ops = list(ops[:cut])
     prefix.name = f"{circuit.name}[prefix]"
-    prefix._version = circuit._version + 1
     return NoisySplit(kind, prefix, list(ops[cut:]))
 
 
@@ -116,26 +120,12 @@ _RESET_KRAUS = ((1, 0, 0, 0), (0, 1, 0, 0))  # |0><0|, |0><1|
 
 
 def _kraus(op, cdtype, device) -> torch.Tensor:
+    """Kraus operators ``[m, 2**k, 2**k]`` of a channel, or of an unconditioned reset."""
+    from .execute import channel_kraus_of
+
     if isinstance(op, Reset):
         return torch.tensor(_RESET_KRAUS, dtype=cdtype, device=device).reshape(2, 2, 2)
-    if op.name == "kraus":
-        return op.kraus.to(device=device, dtype=cdtype)
-    return _channels.channel_kraus(op.name, op.p, dtype=cdtype, device=device)
-
-
-def _observable_matrices(circuit: Circuit, cdtype, device) -> torch.Tensor:
-    """Dense Pauli-string observables ``[K, 2**n, 2**n]``."""
-    n = circuit.n_qubits
-    eye = torch.eye(2, dtype=cdtype, device=device)
-    mats = []
-    for obs in circuit.observables:
-        letters = dict(zip(obs.wires, obs.paulis))
-        m = torch.ones(1, 1, dtype=cdtype, device=device)
-        for q in range(n):
-            p = letters.get(q, "I")
-            m = torch.kron(m, eye if p == "I" else K.pauli_matrix(p, dtype=cdtype, device=device))
-        mats.append(m)
-    return torch.stack(mats)
+    return channel_kraus_of(op, cdtype, device)
 
 
 def pulled_back_observables(circuit: Circuit, suffix: list, weights, cdtype, device) -> torch.Tensor:
@@ -146,7 +136,7 @@ def pulled_back_observables(circuit: Circuit, suffix: list, weights, cdtype, dev
     from .execute import gate_matrix_of
 
     n = circuit.n_qubits
-    o = _observable_matrices(circuit, cdtype, device)  # [K, d, d]
+    o = observable_matrices(circuit.observables, n, cdtype, device)  # [K, d, d]
     grouped = weights is not None and weights.dim() > 1
     o = o.unsqueeze(0) if not grouped else o.expand(*([1] * (weights.dim() - 1)), *o.shape)
     for op in reversed(suffix):
@@ -200,6 +190,8 @@ class NoisyBound:
         self.circuit, self.split, self.weights, self.dtype, self.device = circuit, split, weights, cdtype, device
         self._prefix = (compile_program(split.prefix).bind(weights, dtype=cdtype, device=device)
                         if split.kind == "pure" else None)
+        if self._prefix is not None:  # only its statevector is used: never build its transfer table
+            self._prefix.heisenberg = False
         self._obs = pulled_back_observables(circuit, split.suffix, weights, cdtype, device)  # [G|1, K, d, d]
 
     def subset(self, index: slice | int) -> "NoisyBound":

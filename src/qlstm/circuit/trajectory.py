@@ -17,9 +17,9 @@ from __future__ import annotations
 import torch
 
 from ..errors import InputError
-from ..sim import channels as _channels
 from ..sim import kernels as K
-from .execute import Result, _BASIS_CHANGE, _frequencies, amplitude_vector, embed_fresh, gate_matrix_of
+from .execute import (Result, _BASIS_CHANGE, _frequencies, amplitude_vector, channel_kraus_of, embed_fresh,
+                      gate_matrix_of)
 from .ops import AmplitudeEncoding, Channel, Gate, Measure, Reset
 
 __all__ = ["run_trajectories"]
@@ -77,8 +77,7 @@ def run_trajectories(circuit, x, w, batch, cdtype, device, shots: int, gen, retu
             new, _ = collapse(state, op.wire, True)
             state = where(mask_of(op.condition), new, state)
         elif isinstance(op, Channel):
-            kraus = op.kraus.to(device=device, dtype=cdtype) if op.name == "kraus" else \
-                _channels.channel_kraus(op.name, op.p, dtype=cdtype, device=device)
+            kraus = channel_kraus_of(op, cdtype, device)
             branches = K.apply_matrix(state.unsqueeze(0), kraus.unsqueeze(1), op.wires, n)  # [m, total, 2^n]
             probs = K.probabilities(branches).sum(-1).T  # [total, m]
             pick = torch.multinomial(probs / probs.sum(1, keepdim=True), 1, generator=gen).squeeze(1)

@@ -91,5 +91,5 @@ def build(name: str, **kwargs) -> nn.Module:
                 close = difflib.get_close_matches(key, accepted, n=1, cutoff=0.6)
                 raise QlstmError(f"model {name!r} has no argument {key!r}"
                                  + (f"; did you mean {close[0]!r}?" if close else "")
-                                 + f" Valid: {', '.join(accepted)}")
+                                 + f"; valid: {', '.join(accepted)}")
     return fn(**kwargs)

@@ -28,10 +28,14 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from ..circuit.heisenberg import bloch_features, bloch_features_back
 
-__all__ = ["FusedFaithfulQLSTM", "chen_heisenberg_tables", "chen_bloch"]
+__all__ = ["FusedFaithfulQLSTM", "chen_heisenberg", "chen_heisenberg_tables", "chen_bloch"]
+
+# torch.compile'd bodies and table builds, made once per process (and program, dtype, device)
+_COMPILED: dict = {}
 
 
 def chen_bloch(v: Tensor) -> tuple[Tensor, tuple]:
@@ -54,19 +58,18 @@ def chen_bloch_back(gr: Tensor, saved) -> Tensor:
     return dab * (gx + gy * v2) + gy * 2 * v * ab - gz * a * a * a
 
 
-def chen_heisenberg_tables(bound, n: int) -> Tensor | None:
-    """The flattened transfer table ``[4**n, G * K]`` of a bound Chen-encoded VQC, or None.
+def chen_heisenberg(bound, n: int) -> bool:
+    """Whether a bound VQC evaluates in the Heisenberg picture with exactly the Chen encoding.
 
-    None unless the bound program evaluates in the Heisenberg picture with exactly the
-    Chen encoding (checked on probe inputs against :func:`chen_bloch`).
+    Checked on probe inputs against :func:`chen_bloch`, once per compiled program.
     """
     from ..circuit.heisenberg import bloch_of, bloch_prefix
 
     if getattr(bound, "_heis", None) is None or not bound.heisenberg or bound._vecs0.requires_grad:
-        return None
+        return False
     key = ("chen_encoding", bound.dtype, str(bound.device))
     cache = bound.program._cache
-    if key not in cache:  # the encoding depends on the circuit only: check once per compiled program
+    if key not in cache:  # the encoding depends on the circuit only
         dtype = torch.float64 if bound.dtype == torch.complex128 else torch.float32
         probe = torch.linspace(-2.0, 1.5, 3 * n, dtype=dtype, device=bound.device).reshape(3, n)
         try:
@@ -74,9 +77,22 @@ def chen_heisenberg_tables(bound, n: int) -> Tensor | None:
             cache[key] = generic.shape == (n, 3, 3) and torch.allclose(generic, chen_bloch(probe)[0], atol=1e-5)
         except Exception:  # a prefix this check cannot evaluate: not the Chen encoding
             cache[key] = False
-    if not cache[key]:
+    return bool(cache[key])
+
+
+def chen_heisenberg_tables(bound, n: int, compile: bool = False) -> Tensor | None:
+    """The flattened transfer table ``[4**n, G * K]`` of a bound Chen-encoded VQC, or None
+    (:func:`chen_heisenberg`). ``compile``: build it through ``torch.compile``."""
+    if not chen_heisenberg(bound, n):
         return None
-    table = bound._transfer()  # [4**n, *G, K]
+    if compile:
+        key = ("table", id(bound.program), bound.dtype, str(bound.device))
+        if key not in _COMPILED:
+            prog, dtype, device = bound.program, bound.dtype, bound.device
+            _COMPILED[key] = (prog, torch.compile(lambda w: prog.transfer_table(w, dtype, device)))
+        table = _COMPILED[key][1](bound.weights)
+    else:
+        table = bound._transfer()  # [4**n, *G, K]
     return table.reshape(table.shape[0], -1)
 
 
@@ -84,62 +100,114 @@ def _sig_grad(s: Tensor) -> Tensor:
     return s * (1 - s)
 
 
-class FusedFaithfulQLSTM(torch.autograd.Function):
-    """``apply(x [B, T, I], h0 [B, H], c0 [B, H], t_gates [4**(I+H), 4H], t_proc [4**H, 2H])``
-    -> ``(outputs [B, T, H], h_T [B, H], c_T [B, H])``; see the module docstring."""
-
-    @staticmethod
-    def forward(ctx, x, h0, c0, t_gates, t_proc):
-        hidden = h0.shape[1]
-        steps = []
-        h, c = h0, c0
-        outs = []
-        for t in range(x.shape[1]):
-            v = torch.cat([x[:, t], h], 1)
-            r, bsave = chen_bloch(v)
-            f, tree = bloch_features(r)
-            g = (f @ t_gates).view(-1, 4, hidden)
-            sf, si, so = torch.sigmoid(g[:, 0]), torch.sigmoid(g[:, 1]), torch.sigmoid(g[:, 3])
-            tg = torch.tanh(g[:, 2])
-            c_prev, c = c, sf * c + si * tg
-            tc = torch.tanh(c)
-            u = so * tc
-            r2, bsave2 = chen_bloch(u)
-            f2, tree2 = bloch_features(r2)
-            p = f2 @ t_proc  # [B, 2H]
-            h = p[:, :hidden]
-            outs.append(p[:, hidden:])
+def _forward_steps(x, h0, c0, t_gates, t_proc, keep: bool):
+    """The recurrence; returns ``(outputs, h_T, c_T, steps)`` with what the backward needs if ``keep``."""
+    hidden = h0.shape[1]
+    steps = []
+    h, c = h0, c0
+    outs = []
+    for t in range(x.shape[1]):
+        v = torch.cat([x[:, t], h], 1)
+        r, bsave = chen_bloch(v)
+        f, tree = bloch_features(r)
+        g = (f @ t_gates).view(-1, 4, hidden)
+        sf, si, so = torch.sigmoid(g[:, 0]), torch.sigmoid(g[:, 1]), torch.sigmoid(g[:, 3])
+        tg = torch.tanh(g[:, 2])
+        c_prev, c = c, sf * c + si * tg
+        tc = torch.tanh(c)
+        u = so * tc
+        r2, bsave2 = chen_bloch(u)
+        f2, tree2 = bloch_features(r2)
+        p = f2 @ t_proc  # [B, 2H]
+        h = p[:, :hidden]
+        outs.append(p[:, hidden:])
+        if keep:
             steps.append((bsave, f, tree, sf, si, so, tg, c_prev, tc, bsave2, f2, tree2))
-        ctx.steps, ctx.sizes = steps, (x.shape[2], hidden, r.shape[0])
-        ctx.save_for_backward(t_gates, t_proc)
-        return torch.stack(outs, 1), h, c
+    return torch.stack(outs, 1), h, c, steps
+
+
+def _backward_steps(steps, n_in: int, n: int, t_gates, t_proc, g_out, gh, gc, want_tg: bool, want_tp: bool):
+    """Backpropagation through time over ``steps``; returns ``(g_x, g_h0, g_c0, g_t_gates, g_t_proc)``."""
+    hidden = gh.shape[1]
+    g_tg = torch.zeros_like(t_gates) if want_tg else None
+    g_tp = torch.zeros_like(t_proc) if want_tp else None
+    gx = [gh] * len(steps)
+    for t in range(len(steps) - 1, -1, -1):
+        bsave, f, tree, sf, si, so, tg, c_prev, tc, bsave2, f2, tree2 = steps[t]
+        gp = torch.cat([gh, g_out[:, t]], 1)  # [B, 2H]
+        if g_tp is not None:
+            g_tp = g_tp + f2.T @ gp
+        gu = chen_bloch_back(bloch_features_back(gp @ t_proc.T, tree2, hidden), bsave2)
+        gcc = gc + gu * so * (1 - tc * tc)
+        gg = torch.cat([gcc * c_prev * _sig_grad(sf), gcc * tg * _sig_grad(si),
+                        gcc * si * (1 - tg * tg), gu * tc * _sig_grad(so)], 1)  # [B, 4H]
+        if g_tg is not None:
+            g_tg = g_tg + f.T @ gg
+        gv = chen_bloch_back(bloch_features_back(gg @ t_gates.T, tree, n), bsave)
+        gx[t] = gv[:, :n_in]
+        gh, gc = gv[:, n_in:], gcc * sf
+    return torch.stack(gx, 1), gh, gc, g_tg, g_tp
+
+
+def _compiled_forward(x, h0, c0, t_gates, t_proc):
+    return _forward_steps(x, h0, c0, t_gates, t_proc, keep=False)[:3]
+
+
+def _compiled_backward(x, h0, c0, t_gates, t_proc, g_out, g_h, g_c):
+    """Forward again (recomputation is cheap once compiled), then back through time."""
+    steps = _forward_steps(x, h0, c0, t_gates, t_proc, keep=True)[3]
+    return _backward_steps(steps, x.shape[2], x.shape[2] + h0.shape[1], t_gates, t_proc, g_out, g_h, g_c,
+                           True, True)
+
+
+def compiled(name: str):
+    """``torch.compile`` of the forward or backward body, made once per process."""
+    if name not in _COMPILED:
+        fn = _compiled_forward if name == "forward" else _compiled_backward
+        _COMPILED[name] = torch.compile(fn)
+    return _COMPILED[name]
+
+
+class FusedFaithfulQLSTM(torch.autograd.Function):
+    """``apply(x [B, T, I], h0 [B, H], c0 [B, H], t_gates [4**(I+H), 4H], t_proc [4**H, 2H], compile=False)``
+    -> ``(outputs [B, T, H], h_T [B, H], c_T [B, H])``; see the module docstring.
+
+    With ``compile=True`` the forward and backward bodies run through ``torch.compile``
+    (compiled once per process and input shape: tens of seconds, then a fraction of the
+    eager time); the backward then recomputes the forward instead of keeping it.
+    """
 
     @staticmethod
+    def forward(ctx, x, h0, c0, t_gates, t_proc, compile=False):
+        ctx.compile = compile
+        if compile:
+            out, h, c = compiled("forward")(x, h0, c0, t_gates, t_proc)
+            ctx.save_for_backward(x, h0, c0, t_gates, t_proc)
+            return out, h, c
+        out, h, c, steps = _forward_steps(x, h0, c0, t_gates, t_proc, keep=True)
+        ctx.steps, ctx.sizes = steps, (x.shape[2], x.shape[2] + h0.shape[1])
+        ctx.save_for_backward(t_gates, t_proc)
+        return out, h, c
+
+    @staticmethod
+    @once_differentiable
     def backward(ctx, g_out, g_h, g_c):
-        t_gates, t_proc = ctx.saved_tensors
-        n_in, hidden, n = ctx.sizes
-        steps = len(ctx.steps)
+        if ctx.compile:
+            x, h0, c0, t_gates, t_proc = ctx.saved_tensors
+        else:
+            t_gates, t_proc = ctx.saved_tensors
         ref = t_gates
-        batch = ctx.steps[0][3].shape[0]
+        batch, hidden = (h0.shape if ctx.compile else ctx.steps[0][3].shape)
+        steps = x.shape[1] if ctx.compile else len(ctx.steps)
         zeros = torch.zeros(batch, hidden, dtype=ref.dtype, device=ref.device)
-        gh = zeros if g_h is None else g_h
-        gc = zeros if g_c is None else g_c
-        g_tg = torch.zeros_like(t_gates) if ctx.needs_input_grad[3] else None
-        g_tp = torch.zeros_like(t_proc) if ctx.needs_input_grad[4] else None
-        gx = [None] * steps
-        for t in range(steps - 1, -1, -1):
-            bsave, f, tree, sf, si, so, tg, c_prev, tc, bsave2, f2, tree2 = ctx.steps[t]
-            gp = torch.cat([gh, g_out[:, t] if g_out is not None else zeros], 1)  # [B, 2H]
-            if g_tp is not None:
-                g_tp += f2.T @ gp
-            gu = chen_bloch_back(bloch_features_back(gp @ t_proc.T, tree2, hidden), bsave2)
-            gcc = gc + gu * so * (1 - tc * tc)
-            gg = torch.cat([gcc * c_prev * _sig_grad(sf), gcc * tg * _sig_grad(si),
-                            gcc * si * (1 - tg * tg), gu * tc * _sig_grad(so)], 1)  # [B, 4H]
-            if g_tg is not None:
-                g_tg += f.T @ gg
-            gv = chen_bloch_back(bloch_features_back(gg @ t_gates.T, tree, n), bsave)
-            gx[t] = gv[:, :n_in]
-            gh, gc = gv[:, n_in:], gcc * sf
-        g_x = torch.stack(gx, 1) if ctx.needs_input_grad[0] else None
-        return g_x, gh, gc, g_tg, g_tp
+        g_out = torch.zeros(batch, steps, hidden, dtype=ref.dtype, device=ref.device) if g_out is None else g_out
+        g_h = zeros if g_h is None else g_h
+        g_c = zeros if g_c is None else g_c
+        if ctx.compile:
+            grads = compiled("backward")(x, h0, c0, t_gates, t_proc, g_out.contiguous(), g_h, g_c)
+        else:
+            n_in, n = ctx.sizes
+            grads = _backward_steps(ctx.steps, n_in, n, t_gates, t_proc, g_out, g_h, g_c,
+                                    ctx.needs_input_grad[3], ctx.needs_input_grad[4])
+        g_x, g_h0, g_c0, g_tg, g_tp = grads
+        return (g_x if ctx.needs_input_grad[0] else None, g_h0, g_c0, g_tg, g_tp, None)

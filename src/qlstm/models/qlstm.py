@@ -20,6 +20,8 @@ costs one encoding and one matrix product per group of VQCs.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 
@@ -27,7 +29,7 @@ from ..circuit.noise import NoiseModel
 from ..circuit.templates import chen_vqc
 from ..errors import InputError, QlstmError
 from ..nn import QuantumLayer
-from ._fused import FusedFaithfulQLSTM, chen_heisenberg_tables
+from ._fused import FusedFaithfulQLSTM, chen_heisenberg, chen_heisenberg_tables
 from .lstm import _check_finite, _fmt
 
 __all__ = ["QLSTM", "GATE_NAMES"]
@@ -38,9 +40,13 @@ GATE_NAMES = ("forget", "input", "candidate", "output")
 class QLSTM(nn.Module):
     r"""Quantum LSTM (Chen, Yoo & Fang 2020) with six VQCs per cell.
 
-    Exact, noiseless faithful-mode models run the whole recurrence as one autograd node
-    with a hand-written backward (:mod:`qlstm.models._fused`); set ``QLSTM.fused = False``
-    (or on an instance) for the step-by-step autograd path it is tested against.
+    Speed: exact, noiseless faithful-mode models with the ``"chen"`` template, ``hidden_size >= 2``
+    and ``input_size + hidden_size <= 4`` run the whole recurrence as one autograd node with a
+    hand-written backward (:mod:`qlstm.models._fused`); everything else runs step by step
+    (``QLSTM.fused = False`` forces that, the path the node is tested against). The
+    ``basic_entangler`` and ``strongly_entangling`` templates start with weight rotations
+    right after the encoding, which keeps them off the Heisenberg-picture path too: they run
+    as statevectors, several times slower than ``"chen"``.
 
     Args:
         input_size: features per time step.
@@ -53,6 +59,11 @@ class QLSTM(nn.Module):
             (:data:`~qlstm.circuit.templates.VQC_TEMPLATES`) or a callable
             ``(n_qubits, n_layers) -> Circuit`` of weights only. The Chen encoding and
             the ``<Z>`` read-out stay.
+        compiled: run the fused recurrence (above) through ``torch.compile`` (needs a C++
+            compiler; the first call per input shape compiles for a minute or more, later
+            steps run faster: for long trainings, not for a quick run). Refused where the
+            fused recurrence cannot apply (adapter mode, noise, shots); a warning at the first
+            call where it does not apply for another reason.
         mode: ``"faithful"`` -- :math:`v_t` is encoded straight into the gate VQCs
             (``n_qubits = input + hidden``, as in the authors' code); the gate VQCs
             measure ``<Z>`` on the first ``hidden_size`` wires; VQC5/VQC6 run on
@@ -91,6 +102,7 @@ class QLSTM(nn.Module):
         *,
         mode: str = "faithful",
         template="chen",
+        compiled: bool = False,
         noise: NoiseModel | None = None,
         shots: int | None = None,
         generator: torch.Generator | None = None,
@@ -119,6 +131,11 @@ class QLSTM(nn.Module):
         self.input_size, self.hidden_size, self.n_qubits, self.n_layers = input_size, hidden_size, n_qubits, n_layers
         self.mode, self.batch_first = mode, batch_first
         self.template = template
+        if not isinstance(compiled, bool):
+            raise QlstmError(f"compiled must be True or False, got {compiled!r}")
+        if compiled and (mode != "faithful" or noise is not None or shots is not None):
+            raise QlstmError("compiled=True needs the fused recurrence: faithful mode, no noise, no shots")
+        self.compiled = compiled
         self.num_layers = 1
         kw = dict(noise=noise, shots=shots, generator=generator, dtype=dtype, device=device)
         if mode == "faithful":
@@ -152,14 +169,19 @@ class QLSTM(nn.Module):
 
     def _fused_tables(self):
         """``(t_gates, t_proc)`` for the fused recurrence, or None where it does not apply."""
-        if not (self.fused and self.mode == "faithful" and self.gates.bindable and self.process.bindable and self.gates._pure
-                and self.process._pure):
+        if not (self.fused and self.mode == "faithful" and self.gates.bindable and self.process.bindable
+                and self.gates._pure and self.process._pure):
             return None
-        tg = chen_heisenberg_tables(self.gates.bind(), self.n_qubits)
-        if tg is None:
+        bg, bp = self.gates.bind(), self.process.bind()  # binding is cheap: tables are built on first use
+        if not (chen_heisenberg(bp, self.hidden_size) and chen_heisenberg(bg, self.n_qubits)):
+            if self.compiled and not getattr(self, "_warned", False):
+                self._warned = True
+                warnings.warn("QLSTM(compiled=True): the fused recurrence does not apply to this model (it needs "
+                              "the chen template, hidden_size >= 2 and at most 4 qubits); running uncompiled",
+                              stacklevel=3)
             return None
-        tp = chen_heisenberg_tables(self.process.bind(), self.hidden_size)
-        return None if tp is None else (tg, tp)
+        return (chen_heisenberg_tables(bg, self.n_qubits, self.compiled),
+                chen_heisenberg_tables(bp, self.hidden_size, self.compiled))
 
     def _check(self, x: Tensor, state) -> tuple[Tensor, Tensor, Tensor]:
         if not isinstance(x, Tensor) or x.dim() != 3:
@@ -192,7 +214,7 @@ class QLSTM(nn.Module):
         if self.mode == "faithful":
             fused = self._fused_tables()
             if fused is not None:
-                out, h, c = FusedFaithfulQLSTM.apply(x, h, c, *fused)
+                out, h, c = FusedFaithfulQLSTM.apply(x, h, c, *fused, self.compiled)
                 if not self.batch_first:
                     out = out.transpose(0, 1)
                 return out, (h.unsqueeze(0), c.unsqueeze(0))

@@ -221,13 +221,14 @@ class FlatFramePredictor(FramePredictor):
     r"""Frame prediction around a *vector* core (LSTM, QLSTM): the FC-LSTM of Srivastava et al. 2015.
 
     Each (folded) frame is flattened and mapped by a linear encoder to the
-    core's ``input_size`` features; the core's hidden state goes through a
+    core's ``input_size`` features; the core's output at the last step (``h_t``
+    for an LSTM, the output-processing VQC's ``y_t`` for a QLSTM) goes through a
     linear decoder and a sigmoid back to a frame, which is fed back as in
     :class:`FramePredictor`. This is how the LSTM and QLSTM baselines of the
     QConvLSTM paper (Table 1) see Moving-MNIST here: the paper gives no details
     of theirs. The encoder and decoder hold most of the parameters
-    (``2 * C * H * W`` per feature), so such a model cannot be parameter-matched
-    to a ConvLSTM; the counts are reported as they are.
+    (``C * H * W * (input_size + hidden + 1)``), so such a model cannot be
+    parameter-matched to a ConvLSTM; the counts are reported as they are.
 
     Args:
         core: a batch-first sequence module ``outputs, state = core(x, state)`` with

@@ -7,7 +7,7 @@ from torch import nn
 
 from ..circuit import Circuit, compile_program, run
 from ..circuit.execute import analyse, check_inputs
-from ..circuit.heisenberg_mixed import NoisyBound, bind_noisy, split_noisy
+from ..circuit.heisenberg_mixed import NoisyBound, split_noisy
 from ..circuit.noise import NoiseModel, insert_noise
 from ..circuit.plan import BoundProgram
 from ..circuit.templates import init_weights
@@ -105,7 +105,7 @@ class QuantumLayer(nn.Module):
             if self._noisy_split is None or not self.heisenberg:
                 raise CircuitError("bind() needs a pure circuit or a noisy one whose data enters before the noise; "
                                    "this one runs through forward()")
-            return bind_noisy(self.circuit, self.weight, dtype=cdtype, device=self.weight.device)
+            return NoisyBound(self.circuit, self._noisy_split, self.weight, cdtype, self.weight.device)
         prog = compile_program(self.circuit, light_cone=True)
         return prog.bind(self.weight, dtype=cdtype, device=self.weight.device)
 
@@ -119,7 +119,7 @@ class QuantumLayer(nn.Module):
             check_inputs(self.circuit, x, self.weight[0] if self.copies else self.weight)
             return self.bind().expvals(x)
         ws = [self.weight] if self.copies is None else list(self.weight)
-        method = "auto" if self.heisenberg or self._pure else "density"
+        method = "density" if not self.heisenberg and self._noisy_split is not None else "auto"
         outs = [run(self.circuit, x, w, shots=self.shots, generator=self.generator, method=method).expvals
                 for w in ws]
         return outs[0] if self.copies is None else torch.stack(outs)

@@ -281,7 +281,7 @@ def _cmd_compare(args) -> int:
 def _cmd_reproduce(args) -> int:
     from .reproduce import reproduce
 
-    tables = [t for t in (args.tables or "").split(",") if t.strip()] or None
+    tables = [t.strip() for t in (args.tables or "").split(",") if t.strip()] or None
     command = "qlstm " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["reproduce"] else ""
     res = reproduce(args.paper, args.scale, out_dir=args.out, seeds=args.seeds, tables=tables,
                     overrides=list(args.overrides), noise_p=args.noise_p,

@@ -292,13 +292,16 @@ def _verdict(paper: str, table: Table, rows: list[dict]) -> str:
         worst = 0.0
         for r in rows[1:]:
             v = _num(r, key)
+            if v is None or not clean:
+                continue
             rel = (v - clean) / clean
             parts.append(f"{r['label']} {100 * rel:+.1f}%")
             if r["label"].endswith("(end)"):
                 worst = max(worst, abs(rel))
-        ok = worst <= 0.05
+        ok = worst <= 0.02
         return (f"{'holds' if ok else 'does not hold'} for the paper's placement (largest change at the end of the "
-                f"circuit {100 * worst:.1f}%, counted as negligible up to 5%). MSE change against noiseless: "
+                f"circuit {100 * worst:.1f}%, counted as negligible up to 2%, the paper's own spread). "
+                "MSE change against noiseless: "
                 + "; ".join(parts) + ". Noise at the end of a circuit that measures one qubit only rescales its "
                 "<Z> (phase flip not at all), which the model's learnable output scales absorb, so small "
                 "end-placement changes are expected by construction; the every-layer rows are the informative test."
@@ -318,15 +321,16 @@ def _verdict(paper: str, table: Table, rows: list[dict]) -> str:
     parts = []
     for name in ("QLSTM", "MCM-QLSTM"):
         a, d = acc.get(name), dacc.get(name)
-        if a is None:
+        if a is None or d is None:
             continue
         parts.append(f"{name} tolerance accuracy {100 * a:.1f}% ({'meets' if a >= 0.7 else 'misses'} 70%), "
                      f"direction accuracy {100 * d:.1f}% ({'meets' if d >= 0.7 else 'misses'} 70%)")
-    if "QLSTM" in q and "MCM-QLSTM" in q:
-        qa, qm = _num(q["QLSTM"], "qubits_all"), _num(q["MCM-QLSTM"], "qubits")
+    qa = _num(q["QLSTM"], "qubits_all") if "QLSTM" in q else None
+    qm = _num(q["MCM-QLSTM"], "qubits_all") if "MCM-QLSTM" in q else None
+    if qa is not None and qm is not None:
         idle = _num(q["MCM-QLSTM"], "idle_share")
-        parts.append(f"MCM-QLSTM uses {qm:.0f} qubits against {qa:.0f} for QLSTM's circuits of one step side by "
-                     f"side ({'fewer' if qm < qa else 'not fewer'})")
+        parts.append(f"MCM-QLSTM uses {qm:.0f} qubits against {qa:.0f} for QLSTM, counting the circuits of one "
+                     f"step side by side ({'fewer' if qm < qa else 'not fewer'})")
         if idle is not None:
             parts.append(f"its idle-qubit share is {100 * idle:.1f}% ({'none idle' if idle == 0 else 'not zero'})")
-    return "; ".join(parts) + "."
+    return "; ".join(parts) + "." if parts else "no metrics to judge by."

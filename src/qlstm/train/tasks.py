@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from ..data.series import SERIES, MinMaxScaler, load_csv_series, make_series, series_dataset
 from ..errors import QlstmError
-from ..models import MODELS, build, model_arguments, model_names
+from ..models import MODELS, build, model_names
 from .config import ConfigError, TrainConfig, _suggest, signature_keys
 
 __all__ = ["Splits", "SeriesTask", "FramesTask", "get_task", "FRAME_MODELS", "FLAT_MODELS", "check_names", "check_kwargs",
@@ -77,8 +77,7 @@ class Splits:
 
 
 def _model_signature(name: str) -> tuple[set[str], bool]:
-    names, var_kw = model_arguments(name)
-    return set(names), var_kw
+    return signature_keys(MODELS[name])
 
 
 def check_names(cfg: TrainConfig) -> None:
