@@ -60,6 +60,34 @@ def test_reproduce_qconvlstm_layers_table_end_to_end(tmp_path, monkeypatch):
     assert again.report == res.report
 
 
+def test_reproduce_table1_has_the_naive_frame_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(tasks_mod, "_load_digits", synthetic_digits)
+    from qlstm.train.compare import naive_baselines
+    from qlstm.train.config import load_config
+
+    cfg = load_config(None, ["task=frames", *TINY])
+    rows = {r["model"]: r for r in naive_baselines(cfg)}
+    assert set(rows) == {"naive: last frame", "naive: black frames"}
+    black = rows["naive: black frames"]
+    # black frames: the squared error of a frame is the sum of its squared pixel values
+    res = reproduce("qconvlstm", "smoke", out_dir=tmp_path / "rep", tables=["table1"], overrides=TINY,
+                    lpips=False, progress=False)
+    import torch
+
+    from qlstm.train.config import resolve
+
+    data = tasks_mod.get_task(resolve(cfg), torch.device("cpu"), torch.float64).load_data()
+    y = data.y_test.double() / 255
+    assert black["mse_frame_sum"] == pytest.approx(float(y.square().sum((2, 3, 4)).mean()), rel=1e-12)
+    last = (data.x_test[:, -1:].double() / 255).expand_as(y)
+    assert rows["naive: last frame"]["mse_frame_sum"] == pytest.approx(
+        float((last - y).square().sum((2, 3, 4)).mean()), rel=1e-12)
+    assert black["parameters"] == 0
+    assert "| naive: black frames | – | – |" in res.report and "| naive: last frame |" in res.report
+    md = (tmp_path / "rep" / "table1.md").read_text()
+    assert "the last observed frame repeated, and black frames" in md
+
+
 def test_reproduce_proposal_reports_the_target_and_qubits(tmp_path):
     res = reproduce("proposal", "smoke", out_dir=tmp_path / "p", overrides=["data.n_points=40"], progress=False)
     report = res.report

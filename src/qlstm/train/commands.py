@@ -394,7 +394,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                                "an earlier compare's folder reuses its finished runs and resumes "
                                                "unfinished ones")
     p.add_argument("--no-baselines", action="store_true",
-                   help="leave out the untrained persistence and linear-extrapolation rows (series)")
+                   help="leave out the untrained rows (series: persistence, linear extrapolation; frames: last frame, black frames)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_compare)
 

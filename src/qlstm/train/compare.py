@@ -9,9 +9,9 @@ with the same configuration apart from the model and the seed, then writes
 * ``compare.md`` -- the same as a Markdown table with the command, seeds,
   data sizes and machine.
 
-Series comparisons also get two rows that need no training
-(:func:`naive_baselines`): persistence and linear extrapolation. They show
-what an accuracy threshold means on the series at hand.
+Comparisons also get two rows that need no training (:func:`naive_baselines`):
+persistence and linear extrapolation on a series, the last frame repeated and
+black frames on Moving-MNIST. They show what the numbers mean on the data at hand.
 
 A model spec is a registry name, optionally with constructor arguments after
 colons: ``qlstm:mode=adapter:n_layers=3``.
@@ -249,19 +249,35 @@ def _csv_text(rows: list[dict]) -> str:
 
 
 def naive_baselines(cfg: TrainConfig) -> list[dict]:
-    """Series forecasts that need no training, scored on the same test split as the models.
+    """Forecasts that need no training, scored on the same test split as the models.
+
+    Series:
 
     * ``naive: last value`` -- persistence: predict the last value of the window.
     * ``naive: linear extrapolation`` -- ``x_T + horizon * (x_T - x_(T-1))`` from the last two values.
 
-    They show what the accuracy thresholds mean on a given series: on a smooth
-    series sampled finely, persistence already passes a loose tolerance.
+    Frames:
+
+    * ``naive: last frame`` -- every predicted frame is the last observed one;
+    * ``naive: black frames`` -- every predicted frame is zero.
+
+    They show what the numbers mean on a given data set: on a smooth series sampled
+    finely, persistence already passes a loose tolerance; on Moving-MNIST a model whose
+    MSE is above the black-frame row has not yet learnt the background.
     """
     from ..metrics import regression as R
     from .tasks import get_task
 
     cfg = resolve(cfg)
-    data = get_task(cfg, torch.device("cpu"), torch.float64).load_data()
+    task = get_task(cfg, torch.device("cpu"), torch.float64)
+    data = task.load_data()
+    no_resources = {"parameters": 0, "qubits": 0, "qubits_all": 0, "idle_share": None, "encodings_per_step": 0,
+                    "executions_per_step": 0, "seconds_per_epoch": None}
+    if cfg.task == "frames":
+        y = data.y_test.double() / 255.0
+        last = (data.x_test[:, -1:].double() / 255.0).expand_as(y)
+        return [{"model": name, **task.score(p, y), **no_resources}
+                for name, p in (("naive: last frame", last), ("naive: black frames", torch.zeros_like(y)))]
     x, y = data.x_test[..., 0].double(), data.y_test.double()
     last = x[:, -1:]
     preds = {"naive: last value": last}
@@ -271,9 +287,7 @@ def naive_baselines(cfg: TrainConfig) -> list[dict]:
     for name, p in preds.items():
         rows.append({"model": name, "mse": R.mse(p, y), "r2": R.r2(p, y),
                      "tolerance_accuracy": R.tolerance_accuracy(p, y, cfg.tolerance),
-                     "direction_accuracy": R.direction_accuracy(p, y, last), "parameters": 0, "qubits": 0,
-                     "qubits_all": 0, "idle_share": None, "encodings_per_step": 0, "executions_per_step": 0,
-                     "seconds_per_epoch": None})
+                     "direction_accuracy": R.direction_accuracy(p, y, last), **no_resources})
     return rows
 
 
@@ -362,11 +376,11 @@ def compare(models: list[str], base: TrainConfig, seeds: list[int], out_dir: str
     first = plan[0][2]
     columns = metric_columns(first.task)
     summary = _summarise(runs, labels, columns)
-    if baselines and first.task == "series":
+    if baselines:
         for row in naive_baselines(first):
             summary.append({"model": row["model"], "seeds": 0,
                             **{f"{k}{suffix}": (row.get(k) if suffix == "_mean" else None)
-                               for k, _, _ in METRIC_COLUMNS for suffix in ("_mean", "_std")}})
+                               for k, _, _ in columns for suffix in ("_mean", "_std")}})
     info = runs and _data_sentence(first)
     header = [
         f"Command: `{command}`" if command else "",
@@ -385,7 +399,10 @@ def compare(models: list[str], base: TrainConfig, seeds: list[int], out_dir: str
     ]
     if any(r["model"].startswith("naive:") for r in summary):
         header.append("Rows `naive: ...` need no training: the last input value (persistence) and linear "
-                      "extrapolation from the last two values, scored on the same test windows.")
+                      "extrapolation from the last two values, scored on the same test windows."
+                      if first.task == "series" else
+                      "Rows `naive: ...` need no training: the last observed frame repeated, and black frames, "
+                      "scored on the same test sequences.")
     md = _markdown(summary, [h for h in header if h], columns)
     atomic_write(out / "runs.csv", lambda fh: fh.write(_csv_text(runs)), mode="w")
     atomic_write(out / "compare.csv", lambda fh: fh.write(_csv_text(summary)), mode="w")

@@ -179,7 +179,7 @@ def reproduce(paper: str, scale: str = "small", *, out_dir: str | os.PathLike | 
     sections = []
     for table in all_tables:
         res = compare([s for _, s in table.rows], base, list(range(n_seeds)), runs_dir, command=command,
-                      progress=progress, baselines=(paper == "proposal"))
+                      progress=progress, baselines=table.key in ("table1", "evaluation"))
         shutil.copyfile(runs_dir / "compare.md", out / f"{table.key}.md")
         shutil.copyfile(runs_dir / "compare.csv", out / f"{table.key}.csv")
         by_spec = {row["model"]: row for row in res.summary}
@@ -251,6 +251,9 @@ def _section(paper: str, table: Table, rows: list[dict], extra: list[dict], base
                 f"| {row['label']} | `{row['model']}` | {p.get('mse_frame_sum', '–')} | {_cell(row, 'mse_frame_sum', 1)} | "
                 f"{p.get('ssim', '–')} | {_cell(row, 'ssim', 3)} | {p.get('lpips', '–')} | {_cell(row, 'lpips', 3)} | "
                 f"{_cell(row, 'parameters', 0)} | {_cell(row, 'seconds_per_epoch', 2)} |")
+        for row in extra:
+            lines.append(f"| {row['model']} | – | – | {_cell(row, 'mse_frame_sum', 1)} | – | {_cell(row, 'ssim', 3)} | "
+                         f"– | {_cell(row, 'lpips', 3)} | 0 | – |")
     else:
         lines += ["| model | tolerance acc. | direction acc. | test MSE | parameters | qubits (widest) | "
                   "qubits (all of a step) | idle-qubit share | s / epoch |",

@@ -375,11 +375,15 @@ class FramesTask:
 
     def test_metrics(self, model: nn.Module, data: Splits) -> dict[str, float]:
         """OpenSTL's metric set on the test split (``mse`` per pixel, ``mse_frame_sum`` per frame, ...)."""
+        return self.score(self.predict(model, data.x_test), data.y_test.double() / 255.0)
+
+    def score(self, p: Tensor, y: Tensor) -> dict[str, float]:
+        """The test metrics of predicted frames ``p`` against ``y`` (both in ``[0, 1]``)."""
         from ..metrics import frames as Fm
 
-        p, y = self.predict(model, data.x_test), data.y_test.double() / 255.0
         out = {"mse": Fm.mse(p, y), "mse_frame_sum": Fm.mse_frame_sum(p, y), "mae": Fm.mae(p, y),
-               "mae_frame_sum": Fm.mae_frame_sum(p, y), "psnr": Fm.psnr(p, y), "ssim": Fm.ssim(p, y), "ssim_openstl": Fm.ssim_openstl(p, y)}
+               "mae_frame_sum": Fm.mae_frame_sum(p, y), "psnr": Fm.psnr(p, y), "ssim": Fm.ssim(p, y),
+               "ssim_openstl": Fm.ssim_openstl(p, y)}
         if self.cfg.lpips:
             out["lpips"] = Fm.lpips(p, y, download=False)
         return out
