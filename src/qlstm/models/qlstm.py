@@ -60,8 +60,9 @@ class QLSTM(nn.Module):
             ``(n_qubits, n_layers) -> Circuit`` of weights only. The Chen encoding and
             the ``<Z>`` read-out stay.
         compiled: run the fused recurrence (above) through ``torch.compile`` (needs a C++
-            compiler; the first call per input shape compiles for a minute or more, later
-            steps run faster: for long trainings, not for a quick run). Refused where the
+            compiler; the first call per input shape compiles for a minute or more). Measured
+            1.7x faster per step with one torch thread, 2x *slower* with two (docs/benchmarks.md):
+            for long trainings with ``threads=1`` only. Refused where the
             fused recurrence cannot apply (adapter mode, noise, shots); a warning at the first
             call where it does not apply for another reason.
         mode: ``"faithful"`` -- :math:`v_t` is encoded straight into the gate VQCs
