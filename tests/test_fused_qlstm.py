@@ -23,15 +23,16 @@ def _loss_and_grads(m, x, state):
     return out, h, c, torch.autograd.grad(loss, [x, *state, *m.parameters()])
 
 
-@pytest.mark.parametrize("i,h,t,layers", [(1, 3, 4, 2), (2, 2, 5, 1), (1, 2, 1, 3), (3, 1, 3, 2)])
-def test_fused_equals_step_by_step_values_and_gradients(i, h, t, layers):
-    m = _model(i, h, layers)
+@pytest.mark.parametrize("i,h,t,layers,template", [(1, 3, 4, 2, "chen"), (2, 2, 5, 1, "chen"), (1, 2, 1, 3, "chen"),
+                                                   (3, 1, 3, 2, "chen"), (1, 3, 3, 2, "strongly_entangling"),
+                                                   (1, 2, 3, 2, "basic_entangler")])
+def test_fused_equals_step_by_step_values_and_gradients(i, h, t, layers, template):
+    m = _model(i, h, layers, template=template)
     gen = torch.Generator().manual_seed(7)
     x = torch.randn(5, t, i, dtype=F64, generator=gen, requires_grad=True)
     state = (torch.randn(1, 5, h, dtype=F64, generator=gen, requires_grad=True),
              torch.randn(1, 5, h, dtype=F64, generator=gen, requires_grad=True))
-    uses_fused = m._fused_tables() is not None
-    assert uses_fused == (h > 1)  # a 1-qubit processing VQC is not evaluated in the Heisenberg picture
+    assert m._fused_tables() is not None
     fast = _loss_and_grads(m, x, state)
     m.fused = False
     assert m._fused_tables() is None
@@ -87,7 +88,7 @@ def test_fused_path_is_skipped_where_it_does_not_apply():
     assert _model(1, 2, noise="depolarizing:0.01:end")._fused_tables() is None  # noisy: NoisyBound path
     assert _model(1, 2, shots=100)._fused_tables() is None
     assert _model(1, 2, mode="adapter")._fused_tables() is None
-    assert _model(1, 2, template="strongly_entangling")._fused_tables() is None  # weights in the prefix
+    assert _model(4, 1)._fused_tables() is None  # 5 qubits: past the Heisenberg picture's 4
 
 
 @pytest.mark.slow
@@ -113,10 +114,10 @@ def test_compiled_flag_is_checked():
     for kw in (dict(mode="adapter"), dict(noise="bit_flip:0.1"), dict(shots=10)):
         with pytest.raises(Exception, match="compiled=True needs the fused recurrence"):
             QLSTM(1, 2, compiled=True, **kw)
-    m = QLSTM(1, 1, compiled=True)  # a 1-qubit processing VQC: no fused recurrence, a warning, the eager path
+    m = QLSTM(2, 3, compiled=True)  # 5 qubits: no fused recurrence, a warning, the eager path
     with pytest.warns(UserWarning, match="does not apply to this model"):
-        out, _ = m(torch.randn(2, 3, 1))
-    assert out.shape == (2, 3, 1)
+        out, _ = m(torch.randn(2, 3, 2))
+    assert out.shape == (2, 3, 3)
 
 
 def test_second_derivatives_through_the_fused_node_are_refused():

@@ -28,7 +28,7 @@ def _pennylane_reference(n, template, x, w, n_layers):
         if template == "strongly_entangling":
             qml.StronglyEntanglingLayers(w.reshape(n_layers, n, 3), wires=range(n))
         else:
-            qml.BasicEntanglerLayers(w.reshape(n_layers, n), wires=range(n))  # RX by default
+            qml.BasicEntanglerLayers(w.reshape(n_layers, n), wires=range(n), rotation=qml.RY)  # the registry's choice
         return [qml.expval(qml.PauliZ(i)) for i in range(n)]
 
     return np.array(circuit(), dtype=float)
@@ -48,6 +48,17 @@ def test_templates_match_pennylane(template, n):
     for b in range(3):
         expect = _pennylane_reference(n, template, x[b].numpy(), w.numpy(), n_layers)
         np.testing.assert_allclose(ours[b].numpy(), expect, atol=1e-10)
+
+
+def test_pennylanes_rx_basic_entangler_is_dead_behind_the_chen_encoding():
+    """Why the registry's basic_entangler uses RY: with RX, zero inputs stay |+> and every <Z> is 0."""
+    c = chen_vqc(3, 2, template=lambda n, layers: basic_entangler_layers(n, layers, rotation="X"))
+    w = torch.randn(c.n_weights, dtype=F64, generator=torch.Generator().manual_seed(0))
+    x = torch.zeros(2, 3, dtype=F64)
+    x[:, 0] = torch.tensor([0.3, -1.2])  # x_t on wire 0, a zero hidden state on the others
+    assert run(c, x, w, method="reference").expvals.abs().max() < 1e-12
+    ry = chen_vqc(3, 2, template="basic_entangler")
+    assert run(ry, x, w).expvals.abs().max() > 1e-3
 
 
 def test_template_sizes_and_ranges():
@@ -110,7 +121,7 @@ def test_qlstm_template_option_trains_every_parameter(mode, template):
 def test_qlstm_custom_template_equals_the_named_one():
     gen = torch.Generator().manual_seed(4)
     named = QLSTM(1, 2, n_layers=1, template="basic_entangler", generator=gen, dtype=F64)
-    custom = QLSTM(1, 2, n_layers=1, template=lambda n, l: basic_entangler_layers(n, l), dtype=F64)
+    custom = QLSTM(1, 2, n_layers=1, template=lambda n, l: basic_entangler_layers(n, l, rotation="Y"), dtype=F64)
     custom.load_state_dict(named.state_dict())
     x = torch.randn(3, 5, 1, generator=gen, dtype=F64)
     assert torch.allclose(named(x)[0], custom(x)[0], atol=1e-12)

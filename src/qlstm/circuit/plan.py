@@ -47,7 +47,7 @@ from .heisenberg import (
     observable_vectors, pauli_transfer, rotation_spec, so3_of,
 )
 from .execute import amplitude_vector, embed_fresh, gate_matrix_of
-from .expr import BinOp, Const, Expr, Func, Input, Weight
+from .expr import BinOp, Expr, Func, Input, Weight
 from .ops import AmplitudeEncoding, Gate, Measure
 
 __all__ = ["Program", "BoundProgram", "compile_program"]
@@ -757,8 +757,14 @@ def compile_program(circuit: Circuit, *, fuse_max_qubits: int = 6, light_cone: b
             rest.append(op)
             entangled.update(op.wires)
     static_len = [next((i for i, g in enumerate(gs) if g.uses_input), len(gs)) for gs in per_wire]
+    # a wire's one-qubit gates after its last data-reading one read no data: they start the
+    # weight run instead (they act before anything else touches that wire, so the move keeps
+    # the circuit's meaning), which leaves the prefix a pure data encoding
+    data_end = [max((i + 1 for i, g in enumerate(gs) if g.uses_input), default=0) for gs in per_wire]
     static = [gs[:k] for gs, k in zip(per_wire, static_len)]
-    dynamic = [gs[k:] for gs, k in zip(per_wire, static_len)]
+    dynamic = [gs[k:e] for gs, k, e in zip(per_wire, static_len, data_end)]
+    moved = [g for gs, k, e in zip(per_wire, static_len, data_end) if e > k for g in gs[e:]]
+    rest = moved + rest
 
     def positions(lists: list[list[Gate]]) -> list[list[_Group]]:
         depth = max((len(g) for g in lists), default=0)

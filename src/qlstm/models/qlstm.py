@@ -40,13 +40,10 @@ GATE_NAMES = ("forget", "input", "candidate", "output")
 class QLSTM(nn.Module):
     r"""Quantum LSTM (Chen, Yoo & Fang 2020) with six VQCs per cell.
 
-    Speed: exact, noiseless faithful-mode models with the ``"chen"`` template, ``hidden_size >= 2``
-    and ``input_size + hidden_size <= 4`` run the whole recurrence as one autograd node with a
-    hand-written backward (:mod:`qlstm.models._fused`); everything else runs step by step
-    (``QLSTM.fused = False`` forces that, the path the node is tested against). The
-    ``basic_entangler`` and ``strongly_entangling`` templates start with weight rotations
-    right after the encoding, which keeps them off the Heisenberg-picture path too: they run
-    as statevectors, several times slower than ``"chen"``.
+    Speed: exact, noiseless faithful-mode models with ``input_size + hidden_size <= 4`` run the
+    whole recurrence as one autograd node with a hand-written backward (:mod:`qlstm.models._fused`);
+    everything else runs step by step (``QLSTM.fused = False`` forces that, the path the node is
+    tested against).
 
     Args:
         input_size: features per time step.
@@ -178,7 +175,7 @@ class QLSTM(nn.Module):
             if self.compiled and not getattr(self, "_warned", False):
                 self._warned = True
                 warnings.warn("QLSTM(compiled=True): the fused recurrence does not apply to this model (it needs "
-                              "the chen template, hidden_size >= 2 and at most 4 qubits); running uncompiled",
+                              "input_size + hidden_size <= 4 qubits); running uncompiled",
                               stacklevel=3)
             return None
         return (chen_heisenberg_tables(bg, self.n_qubits, self.compiled),

@@ -112,12 +112,22 @@ def strongly_entangling_layers(n_qubits: int, n_layers: int) -> Circuit:
     return c
 
 
+def _basic_entangler_ry(n_qubits: int, n_layers: int) -> Circuit:
+    return basic_entangler_layers(n_qubits, n_layers, rotation="Y")
+
+
 VQC_TEMPLATES: dict[str, Callable[[int, int], Circuit]] = {
     "chen": chen_layers,
-    "basic_entangler": basic_entangler_layers,
+    "basic_entangler": _basic_entangler_ry,
     "strongly_entangling": strongly_entangling_layers,
 }
-"""Variational-layer templates by name: ``(n_qubits, n_layers) -> Circuit`` with weights only."""
+"""Variational-layer templates by name: ``(n_qubits, n_layers) -> Circuit`` with weights only.
+
+``"basic_entangler"`` uses **RY** rotations, not PennyLane's default RX: behind the Chen
+encoding (``H`` first), a zero input leaves its wire in ``|+>``, which RX and the CNOT ring
+keep, so a QLSTM started from a zero state would read exactly 0 from every VQC, for every
+weight, forever. Call :func:`basic_entangler_layers` with ``rotation="X"`` for PennyLane's.
+"""
 
 
 def variational_layers(template: str | Callable[[int, int], Circuit], n_qubits: int, n_layers: int) -> Circuit:
