@@ -9,7 +9,9 @@ and cuts that count:
    wire's first multi-qubit gate commute with everything on other wires, so
    the encoded state is a Kronecker product of two-component vectors. Gates at
    the same position on different wires (the ``RY(atan x_i)`` of every wire)
-   are evaluated in one batched call.
+   are evaluated in one batched call. Data-free gates after a wire's last
+   data-reading one start the weight run instead, so that the prefix is a pure
+   data encoding (what the Heisenberg path needs).
 2. **Weight-only runs** (gates whose angles depend on weights and constants
    only) are split into constant blocks (precomputed at compile time; a
    permutation such as a CNOT ring becomes an index gather), *layers* of
@@ -763,7 +765,9 @@ def compile_program(circuit: Circuit, *, fuse_max_qubits: int = 6, light_cone: b
     data_end = [max((i + 1 for i, g in enumerate(gs) if g.uses_input), default=0) for gs in per_wire]
     static = [gs[:k] for gs, k in zip(per_wire, static_len)]
     dynamic = [gs[k:e] for gs, k, e in zip(per_wire, static_len, data_end)]
-    moved = [g for gs, k, e in zip(per_wire, static_len, data_end) if e > k for g in gs[e:]]
+    tails = [gs[e:] if e > k else [] for gs, k, e in zip(per_wire, static_len, data_end)]
+    # position by position across wires (they commute), so that each position is one layer
+    moved = [t[j] for j in range(max(map(len, tails), default=0)) for t in tails if len(t) > j]
     rest = moved + rest
 
     def positions(lists: list[list[Gate]]) -> list[list[_Group]]:

@@ -339,8 +339,8 @@ def compare(models: list[str], base: TrainConfig, seeds: list[int], out_dir: str
     """Train every model spec at every seed with ``base`` otherwise; tabulate (see the module docstring).
 
     All configurations are resolved before anything is trained, so an unknown
-    model name fails at once with the list of valid ones. With ``baselines``
-    (series task), the rows of :func:`naive_baselines` are added to the table.
+    model name fails at once with the list of valid ones. With ``baselines``, the rows of
+    :func:`naive_baselines` (series or frames) are added to the table.
     """
     if not models:
         raise ConfigError("no models to compare; give --models lstm,qlstm,...")

@@ -124,9 +124,11 @@ VQC_TEMPLATES: dict[str, Callable[[int, int], Circuit]] = {
 """Variational-layer templates by name: ``(n_qubits, n_layers) -> Circuit`` with weights only.
 
 ``"basic_entangler"`` uses **RY** rotations, not PennyLane's default RX: behind the Chen
-encoding (``H`` first), a zero input leaves its wire in ``|+>``, which RX and the CNOT ring
-keep, so a QLSTM started from a zero state would read exactly 0 from every VQC, for every
-weight, forever. Call :func:`basic_entangler_layers` with ``rotation="X"`` for PennyLane's.
+encoding (``H`` first), a zero input leaves its wire in ``|+>``, which RX keeps, and with 3 or
+more wires every ``<Z>`` read-out then involves such a wire after the CNOT ring and is exactly
+0 -- a QLSTM with ``input_size + hidden_size >= 3`` started from a zero state would read 0
+from every VQC, for every weight, forever. Call :func:`basic_entangler_layers` with
+``rotation="X"`` for PennyLane's.
 """
 
 
