@@ -17,6 +17,14 @@ def _model(i, h, layers=2, dtype=F64, seed=0, **kw):
     return m
 
 
+def _assert_same(first, second, grad_atol):
+    """Outputs (h, c included) to 1e-12, gradients to ``grad_atol``, of two ``_loss_and_grads`` results."""
+    for a, b in zip(first[:3], second[:3]):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+    for a, b in zip(first[3], second[3]):
+        torch.testing.assert_close(a, b, atol=grad_atol, rtol=0)
+
+
 def _loss_and_grads(m, x, state):
     out, (h, c) = m(x, state)
     loss = out.square().sum() + (1.3 * h).sum() + c.square().sum()
@@ -36,11 +44,7 @@ def test_fused_equals_step_by_step_values_and_gradients(i, h, t, layers, templat
     fast = _loss_and_grads(m, x, state)
     m.fused = False
     assert m._fused_tables() is None
-    slow = _loss_and_grads(m, x, state)
-    for a, b in zip(fast[:3], slow[:3]):
-        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
-    for a, b in zip(fast[3], slow[3]):
-        torch.testing.assert_close(a, b, atol=1e-11, rtol=0)
+    _assert_same(fast, _loss_and_grads(m, x, state), 1e-11)
 
 
 def test_fused_node_gradcheck():
@@ -101,11 +105,7 @@ def test_compiled_recurrence_equals_eager():
              torch.randn(1, 4, 3, dtype=F64, generator=gen, requires_grad=True))
     eager = _loss_and_grads(m, x, state)
     m.compiled = True
-    comp = _loss_and_grads(m, x, state)
-    for a, b in zip(eager[:3], comp[:3]):
-        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
-    for a, b in zip(eager[3], comp[3]):
-        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+    _assert_same(eager, _loss_and_grads(m, x, state), 1e-10)
 
 
 def test_compiled_flag_is_checked():
