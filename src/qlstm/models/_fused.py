@@ -131,7 +131,7 @@ def _backward_steps(steps, n_in: int, n: int, t_gates, t_proc, g_out, gh, gc, wa
     hidden = gh.shape[1]
     g_tg = torch.zeros_like(t_gates) if want_tg else None
     g_tp = torch.zeros_like(t_proc) if want_tp else None
-    gx = [gh] * len(steps)
+    gx = [None] * len(steps)
     for t in range(len(steps) - 1, -1, -1):
         bsave, f, tree, sf, si, so, tg, c_prev, tc, bsave2, f2, tree2 = steps[t]
         gp = torch.cat([gh, g_out[:, t]], 1)  # [B, 2H]

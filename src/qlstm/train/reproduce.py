@@ -35,6 +35,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .compare import _cell as compare_cell
 from .compare import compare
 from .config import ConfigError, load_config, resolve
 
@@ -203,16 +204,9 @@ def _num(row: dict, key: str):
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
 
-def _cell(row: dict, key: str, digits: int) -> str:
-    m = _num(row, key)
-    if m is None:
-        return "–"
-    s = row.get(f"{key}_std")
-    text = f"{m:.{digits}f}" if key not in ("tolerance_accuracy", "direction_accuracy", "idle_share") \
-        else f"{100 * m:.1f}%"
-    if s:
-        text += f" ± {s:.{digits}f}" if "%" not in text else f" ± {100 * s:.1f}"
-    return text
+def _cell(row: dict, key: str, kind: str) -> str:
+    """Mean ± spread of ``key`` in a summary row, formatted as the compare tables do (``kind``)."""
+    return compare_cell(_num(row, key), row.get(f"{key}_std"), kind)
 
 
 def _header(paper, scale, n_seeds, base, command, noise_p) -> str:
@@ -248,21 +242,21 @@ def _section(paper: str, table: Table, rows: list[dict], extra: list[dict], base
         for row in rows:
             p = table.paper.get(row["label"], {})
             lines.append(
-                f"| {row['label']} | `{row['model']}` | {p.get('mse_frame_sum', '–')} | {_cell(row, 'mse_frame_sum', 1)} | "
-                f"{p.get('ssim', '–')} | {_cell(row, 'ssim', 3)} | {p.get('lpips', '–')} | {_cell(row, 'lpips', 3)} | "
-                f"{_cell(row, 'parameters', 0)} | {_cell(row, 'seconds_per_epoch', 2)} |")
+                f"| {row['label']} | `{row['model']}` | {p.get('mse_frame_sum', '–')} | {_cell(row, 'mse_frame_sum', 'f1')} | "
+                f"{p.get('ssim', '–')} | {_cell(row, 'ssim', 'f3')} | {p.get('lpips', '–')} | {_cell(row, 'lpips', 'f3')} | "
+                f"{_cell(row, 'parameters', 'int')} | {_cell(row, 'seconds_per_epoch', 'f2')} |")
         for row in extra:
-            lines.append(f"| {row['model']} | – | – | {_cell(row, 'mse_frame_sum', 1)} | – | {_cell(row, 'ssim', 3)} | "
-                         f"– | {_cell(row, 'lpips', 3)} | 0 | – |")
+            lines.append(f"| {row['model']} | – | – | {_cell(row, 'mse_frame_sum', 'f1')} | – | {_cell(row, 'ssim', 'f3')} | "
+                         f"– | {_cell(row, 'lpips', 'f3')} | 0 | – |")
     else:
         lines += ["| model | tolerance acc. | direction acc. | test MSE | parameters | qubits (widest) | "
                   "qubits (all of a step) | idle-qubit share | s / epoch |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in rows + [dict(r, label=r["model"]) for r in extra]:
             lines.append(
-                f"| {row['label']} | {_cell(row, 'tolerance_accuracy', 1)} | {_cell(row, 'direction_accuracy', 1)} | "
-                f"{_cell(row, 'mse', 5)} | {_cell(row, 'parameters', 0)} | {_cell(row, 'qubits', 0)} | "
-                f"{_cell(row, 'qubits_all', 0)} | {_cell(row, 'idle_share', 1)} | {_cell(row, 'seconds_per_epoch', 2)} |")
+                f"| {row['label']} | {_cell(row, 'tolerance_accuracy', 'pct')} | {_cell(row, 'direction_accuracy', 'pct')} | "
+                f"{_cell(row, 'mse', 'sci')} | {_cell(row, 'parameters', 'int')} | {_cell(row, 'qubits', 'int')} | "
+                f"{_cell(row, 'qubits_all', 'int')} | {_cell(row, 'idle_share', 'pct')} | {_cell(row, 'seconds_per_epoch', 'f2')} |")
     lines += ["", f"**Claim:** {table.claim}.", "", f"**Ours:** {_verdict(paper, table, rows)}"]
     return "\n".join(lines)
 
