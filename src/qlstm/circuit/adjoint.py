@@ -27,7 +27,7 @@ import torch
 
 from ..sim.gates import lookup
 
-__all__ = ["FusedExpval", "GENERATORS", "eligible_gate"]
+__all__ = ["FusedExpval", "GENERATORS", "eligible_gate", "encode_forward", "encode_backward"]
 
 # generator G with dR/dtheta = G R, as (row-major) 2x2 entries
 GENERATORS = {
@@ -149,23 +149,11 @@ class FusedExpval(torch.autograd.Function):
     @staticmethod
     def forward(ctx, spec, vecs0, m, signs, *angles):
         n = vecs0.shape[0]
-        batch = next((a.shape[-1] for a in angles), 1)
-        v = vecs0.unsqueeze(1).expand(n, batch, 2)  # [n, B, 2]
-        history = []
-        it = iter(angles)
-        for name, wires, fixed in spec:
-            whole = len(wires) == n and all(w == i for i, w in enumerate(wires))
-            sub = v if whole else v[list(wires)]
-            if fixed is not None:
-                out, saved = _apply2(fixed, sub), fixed
-            else:
-                out, saved = _rotate(name, next(it), sub)
-            v = _put_wires(v, wires, whole, out)
-            history.append((name, wires, whole, saved, out if fixed is None else None))
+        v, history = encode_forward(spec, vecs0, angles)
         psi, tree = _kron_tree(list(v.unbind(0)))  # [B, D]
         phi = psi if m is None else psi @ m  # [*G, B, D]
         e = torch.view_as_real(phi).square().sum(-1) @ signs
-        ctx.spec, ctx.history, ctx.tree, ctx.n = spec, history, tree, n
+        ctx.history, ctx.tree, ctx.n = history, tree, n
         ctx.save_for_backward(psi, phi, m, signs)
         ctx.has_m = m is not None
         return e
@@ -187,17 +175,42 @@ class FusedExpval(torch.autograd.Function):
         if gpsi.dim() > 2:
             gpsi = gpsi.reshape(-1, batch, gpsi.shape[-1]).sum(0)  # [B, D]
         gv = torch.stack(_kron_tree_back(gpsi, ctx.tree, ctx.n))  # [n, B, 2]
-        grads = []
-        for name, wires, whole, saved, out in reversed(ctx.history):
-            gout = gv if whole else gv[list(wires)]
-            if out is not None:
-                grads.append((gout.conj() * _generator_times(name, out)).real.sum(-1))  # [m, B]
-                gin = _rotate_back(name, saved, gout)
-            else:
-                gin = _apply2(saved.conj().transpose(-1, -2), gout)
-            gv = _put_wires(gv, wires, whole, gin)
-        grads.reverse()
-        return (None, None, gm, None, *grads)
+        return (None, None, gm, None, *encode_backward(gv, ctx.history))
+
+
+def encode_forward(spec, vecs0: torch.Tensor, angles):
+    """Per-wire vectors ``[n, B, 2]`` after the encoding gate groups of ``spec``, and the history
+    :func:`encode_backward` needs. ``spec``/``angles`` as in :class:`FusedExpval`."""
+    n = vecs0.shape[0]
+    batch = next((a.shape[-1] for a in angles), 1)
+    v = vecs0.unsqueeze(1).expand(n, batch, 2)  # [n, B, 2]
+    history = []
+    it = iter(angles)
+    for name, wires, fixed in spec:
+        whole = len(wires) == n and all(w == i for i, w in enumerate(wires))
+        sub = v if whole else v[list(wires)]
+        if fixed is not None:
+            out, saved = _apply2(fixed, sub), fixed
+        else:
+            out, saved = _rotate(name, next(it), sub)
+        v = _put_wires(v, wires, whole, out)
+        history.append((name, wires, whole, saved, out if fixed is None else None))
+    return v, history
+
+
+def encode_backward(gv: torch.Tensor, history) -> list[torch.Tensor]:
+    """Angle gradients ``[m_j, B]`` (one per rotation group) from those of the per-wire vectors ``gv [n, B, 2]``."""
+    grads = []
+    for name, wires, whole, saved, out in reversed(history):
+        gout = gv if whole else gv[list(wires)]
+        if out is not None:
+            grads.append((gout.conj() * _generator_times(name, out)).real.sum(-1))  # [m, B]
+            gin = _rotate_back(name, saved, gout)
+        else:
+            gin = _apply2(saved.conj().transpose(-1, -2), gout)
+        gv = _put_wires(gv, wires, whole, gin)
+    grads.reverse()
+    return grads
 
 
 class FusedRun(torch.autograd.Function):

@@ -48,6 +48,7 @@ from .heisenberg import (
     BlochExpval, PauliExpval, TransferRows, bloch_of, bloch_prefix, bloch_rotation, constant_transfer,
     observable_vectors, pauli_transfer, rotation_spec, so3_of,
 )
+from .layered import KronFactors, LayeredExpval, split_of
 from .execute import amplitude_vector, embed_fresh, gate_matrix_of
 from .expr import BinOp, Expr, Func, Input, Weight
 from .ops import AmplitudeEncoding, Gate, Measure
@@ -411,6 +412,10 @@ class Program:
     #: largest register evaluated in the Heisenberg picture (:mod:`~qlstm.circuit.heisenberg`):
     #: ``4**n`` real features per sample against a ``2**n`` complex statevector times ``2**n``
     heisenberg_max_qubits: int = 4
+    #: registers evaluated by :class:`~qlstm.circuit.layered.LayeredExpval` (wider than the
+    #: Heisenberg picture, narrow enough for two Kronecker factors of at most 16 x 16)
+    layered_min_qubits: int = 7
+    layered_max_qubits: int = 8
 
     _cache: dict = field(default_factory=dict, repr=False)
 
@@ -493,6 +498,39 @@ class Program:
             groups = self.heisenberg_groups()
             self._cache[key] = None if groups is None else rotation_spec(groups, dtype, device)
         return self._cache[key]
+
+    def layered_stages(self, dtype, device) -> list | None:
+        """The weight run as :func:`~qlstm.circuit.layered.layered_forward` stages, or None (cached).
+
+        Applies to ``layered_min_qubits <= n <= layered_max_qubits`` with one weight-only run of
+        constant permutations (with phases) and single-qubit layers, nothing data-dependent after
+        the encoding.
+        """
+        key = ("layered", dtype, str(device))
+        if key not in self._cache:
+            self._cache[key] = self._layered_stages(dtype, device)
+        return self._cache[key]
+
+    def _layered_stages(self, dtype, device) -> list | None:
+        n = self.circuit.n_qubits
+        if not (self.layered_min_qubits <= n <= self.layered_max_qubits) or self.amplitude:
+            return None
+        if len(self.steps) != 1 or not isinstance(self.steps[0], _WeightRun) or self.steps[0].merged is None:
+            return None
+        stages: list = []
+        layer = 0
+        for part in self.steps[0].parts:
+            if isinstance(part, _Layer):
+                stages.append(("layer", layer))
+                layer += 1
+                continue
+            if not isinstance(part, _ConstBlock):
+                return None  # a multi-qubit weight gate
+            ops = part.operators(dtype, device)  # a block of constant gates: one gather, or not monomial
+            if any(op[0] != "perm" for op in ops):
+                return None
+            stages.extend(ops)
+        return stages
 
     def transfer_table(self, w, dtype, device, ops: list | None = None) -> torch.Tensor:
         """Pauli transfer table ``[4**n, *G, K]`` of everything after the encoding.
@@ -597,6 +635,9 @@ class BoundProgram:
             table = self._transfer()
             out._table = table[:, index] if table.dim() > 2 else table
             return out
+        if self.fused and self.layered_spec() is not None:  # the subset builds its own factors
+            out._layered_spec = self._layered_spec
+            return out
         ops = []
         for op in self.ops:
             if op[0] == "dense":
@@ -643,12 +684,11 @@ class BoundProgram:
         circ = self.program.circuit
         return torch.stack([K.expval_pauli(state, o.paulis, o.wires, circ.n_qubits) for o in circ.observables], -1)
 
-    def _fused_spec(self):
-        """The (spec, m) of :class:`~qlstm.circuit.adjoint.FusedExpval` if this program fits it, else None."""
+    def _encoding_groups(self) -> list | None:
+        """The prefix gate groups if the encoding fits the hand-written backwards (fixed gates and
+        one-angle rotations reading inputs and constants, at least one input), else None."""
         prog = self.program
         if self._zsigns is None or prog.amplitude or self._vecs0.requires_grad or self._vecs0.dim() != 2:
-            return None
-        if len(self.ops) > 1 or (self.ops and self.ops[0][0] != "dense"):
             return None
         spec = []
         for position in prog.prefix:
@@ -658,7 +698,73 @@ class BoundProgram:
                 spec.append(grp)
         if not any(sl.mode == "input" for grp in spec for sl in grp.slots):
             return None
+        return spec
+
+    def _fused_spec(self):
+        """The (spec, m) of :class:`~qlstm.circuit.adjoint.FusedExpval` if this program fits it, else None."""
+        spec = self._encoding_groups()
+        if spec is None or len(self.ops) > 1 or (self.ops and self.ops[0][0] != "dense"):
+            return None
         return spec, (self.ops[0][1] if self.ops else None)
+
+    def layered_spec(self):
+        """``(groups, stages)`` of :class:`~qlstm.circuit.layered.LayeredExpval` if this program
+        fits it (:meth:`Program.layered_stages` and :meth:`_encoding_groups`), else None."""
+        if not hasattr(self, "_layered_spec"):
+            stages = self.program.layered_stages(self.dtype, self.device)
+            groups = None if stages is None else self._encoding_groups()
+            self._layered_spec = None if groups is None else (groups, stages)
+        return self._layered_spec
+
+    def layer_matrices(self) -> torch.Tensor:
+        """The gate matrices of the weight layers as ``[L, n, G, 2, 2]`` (identity where a layer
+        leaves a wire alone; ``G = 1`` for ungrouped weights). Needs :meth:`Program.layered_stages`."""
+        run, w, n = self.program.steps[0], self.weights, self.program.circuit.n_qubits
+        groups = 1
+        if w is not None and w.dim() > 1:
+            for size in w.shape[:-2]:
+                groups *= size
+        mats = [grp.matrices(None, w, self.dtype, self.device).reshape(-1, groups, 2, 2) for grp in run.merged.groups]
+        eye = torch.eye(2, dtype=self.dtype, device=self.device).expand(1, groups, 2, 2)
+        flat = torch.cat(mats + [eye])  # [m_total + 1, G, 2, 2]
+        key = ("layer_index", str(self.device))
+        cache = self.program._cache
+        if key not in cache:
+            offsets = [0]
+            for grp in run.merged.groups:
+                offsets.append(offsets[-1] + len(grp.wires))
+            identity = offsets[-1]
+            index = []
+            for entries in run.merged.where:
+                row = [identity] * n
+                for wire, gi, pos in entries:
+                    row[wire] = offsets[gi] + pos
+                index.extend(row)
+            cache[key] = torch.tensor(index, dtype=torch.long, device=self.device)
+        return flat.index_select(0, cache[key]).view(len(run.merged.where), n, groups, 2, 2)
+
+    def _layered_factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Kronecker factors of the weight layers (:class:`~qlstm.circuit.layered.KronFactors`), per bind."""
+        if getattr(self, "_factors", None) is None:
+            n = self.program.circuit.n_qubits
+            self._factors = KronFactors.apply(self.layer_matrices(), (n + 1) // 2)
+        return self._factors
+
+    def _encoding_args(self, groups: list, x: torch.Tensor) -> tuple[list, list]:
+        """``(spec, angles)`` of the encoding groups for inputs ``x`` (see :class:`FusedExpval`)."""
+        rd = torch.float64 if self.dtype == torch.complex128 else torch.float32
+        spec, angles = [], []
+        for grp in groups:
+            spec_fixed = None
+            if lookup(grp.name).num_params == 0:
+                spec_fixed = grp.matrices(x, None, self.dtype, self.device)
+            else:
+                theta = grp.slots[0].evaluate(x, None, rd, self.device)
+                if theta.dim() == 1:  # constant angles: same for every sample
+                    theta = theta.unsqueeze(-1).expand(-1, x.shape[0])
+                angles.append(theta)
+            spec.append((grp.name, grp.wires, spec_fixed))
+        return spec, angles
 
     def expvals(self, x: torch.Tensor | None, batch: int | None = None) -> torch.Tensor:
         """``[*G, B, n_observables]`` exact expectation values.
@@ -666,9 +772,10 @@ class BoundProgram:
         Picks, in order: the Heisenberg picture (:mod:`~qlstm.circuit.heisenberg`: a
         Pauli transfer table built once per bind, then one real Kronecker product and
         matrix product per call) for small registers; the hand-written backward of
-        :mod:`qlstm.circuit.adjoint` for "data-encoding rotations, one fused unitary,
-        Z read-outs"; otherwise the autograd path :meth:`state` + :meth:`measure`
-        (the reference the other two are tested against).
+        :mod:`qlstm.circuit.layered` (permutations and two-factor Kronecker layers) for
+        5 to 8 qubits; that of :mod:`qlstm.circuit.adjoint` for "data-encoding rotations,
+        one fused unitary, Z read-outs"; otherwise the autograd path :meth:`state` +
+        :meth:`measure` (the reference the others are tested against).
         """
         if self._heis is not None and self.heisenberg and x is not None:
             table = self._transfer()  # [4**n, *G, K]
@@ -689,24 +796,21 @@ class BoundProgram:
             if self.weights is not None and self.weights.dim() > 2 and out.dim() == 2:
                 out = out.expand(*self.weights.shape[:-2], *out.shape)  # grouped weights the unitary ignores
             return out
+        if self.fused and x is not None and self.layered_spec() is not None:
+            groups, stages = self.layered_spec()
+            left, right = self._layered_factors()
+            spec, angles = self._encoding_args(groups, x)
+            n = self.program.circuit.n_qubits
+            out = LayeredExpval.apply(spec, self._vecs0, stages, self._zsigns, split_of(n), left, right, *angles)
+            lead = tuple(self.weights.shape[:-2]) if self.weights is not None and self.weights.dim() > 1 else ()
+            return out.reshape(*lead, *out.shape[1:])
         if not hasattr(self, "_fused"):
             self._fused = self._fused_spec()
         fused = self._fused if self.fused else None
         if fused is None:
             return self.measure(self.state(x, batch))
         groups, m = fused
-        rd = torch.float64 if self.dtype == torch.complex128 else torch.float32
-        spec, angles = [], []
-        for grp in groups:
-            spec_fixed = None
-            if lookup(grp.name).num_params == 0:
-                spec_fixed = grp.matrices(x, None, self.dtype, self.device)
-            else:
-                theta = grp.slots[0].evaluate(x, None, rd, self.device)
-                if theta.dim() == 1:  # constant angles: same for every sample
-                    theta = theta.unsqueeze(-1).expand(-1, x.shape[0])
-                angles.append(theta)
-            spec.append((grp.name, grp.wires, spec_fixed))
+        spec, angles = self._encoding_args(groups, x)
         out = FusedExpval.apply(spec, self._vecs0, m, self._zsigns, *angles)
         if self.weights is not None and self.weights.dim() > 2 and (m is None or m.dim() == 2):
             out = out.expand(*self.weights.shape[:-2], *out.shape[-2:])
