@@ -1,9 +1,13 @@
-"""The fused faithful-QLSTM recurrence (qlstm.models._fused) against the step-by-step autograd path."""
+"""The fused faithful-QLSTM recurrences (qlstm.models._fused, qlstm.models._fused_layered) against the
+step-by-step autograd path."""
 
 import pytest
 import torch
 
+from qlstm.circuit.plan import BoundProgram
 from qlstm.models._fused import FusedFaithfulQLSTM, chen_bloch, chen_bloch_back, chen_heisenberg_tables
+from qlstm.models._fused_layered import (FusedLayeredQLSTM, LayeredPlan, chen_product_back, chen_product_state,
+                                         layered_plan)
 from qlstm.models.qlstm import QLSTM
 
 F64 = torch.float64
@@ -40,10 +44,10 @@ def test_fused_equals_step_by_step_values_and_gradients(i, h, t, layers, templat
     x = torch.randn(5, t, i, dtype=F64, generator=gen, requires_grad=True)
     state = (torch.randn(1, 5, h, dtype=F64, generator=gen, requires_grad=True),
              torch.randn(1, 5, h, dtype=F64, generator=gen, requires_grad=True))
-    assert m._fused_tables() is not None
+    assert m._fused_args() is not None
     fast = _loss_and_grads(m, x, state)
     m.fused = False
-    assert m._fused_tables() is None
+    assert m._fused_args() is None
     _assert_same(fast, _loss_and_grads(m, x, state), 1e-11)
 
 
@@ -89,10 +93,11 @@ def test_fused_float32_batch_first_false_and_continuation():
 
 
 def test_fused_path_is_skipped_where_it_does_not_apply():
-    assert _model(1, 2, noise="depolarizing:0.01:end")._fused_tables() is None  # noisy: NoisyBound path
-    assert _model(1, 2, shots=100)._fused_tables() is None
-    assert _model(1, 2, mode="adapter")._fused_tables() is None
-    assert _model(4, 1)._fused_tables() is None  # 5 qubits: past the Heisenberg picture's 4
+    assert _model(1, 2, noise="depolarizing:0.01:end")._fused_args() is None  # noisy: NoisyBound path
+    assert _model(1, 2, shots=100)._fused_args() is None
+    assert _model(1, 2, mode="adapter")._fused_args() is None
+    assert _model(2, 3)._fused_args() is None  # 5-qubit gates, 3-qubit processing: neither node takes both
+    assert _model(1, 8)._fused_args() is None  # 9 qubits: past the layered node's 8
 
 
 @pytest.mark.slow
@@ -126,3 +131,73 @@ def test_second_derivatives_through_the_fused_node_are_refused():
     (g,) = torch.autograd.grad(m(x)[0].sum(), x, create_graph=True)
     with pytest.raises(RuntimeError):
         g.sum().backward()
+
+
+# -- 5 to 8 qubits: the statevector node ------------------------------------------------------------------
+@pytest.mark.parametrize("i,h,t,template", [(1, 7, 3, "chen"), (2, 6, 2, "chen"), (1, 6, 3, "strongly_entangling"),
+                                            (3, 5, 2, "basic_entangler"), (1, 5, 4, "chen")])
+def test_layered_fused_equals_plain_autograd_path(i, h, t, template):
+    m = _model(i, h, 2, template=template)
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(3, t, i, dtype=F64, generator=gen, requires_grad=True)
+    state = (torch.randn(1, 3, h, dtype=F64, generator=gen, requires_grad=True),
+             torch.randn(1, 3, h, dtype=F64, generator=gen, requires_grad=True))
+    assert m._fused_args()[0] is FusedLayeredQLSTM
+    fast = _loss_and_grads(m, x, state)
+    m.fused = False
+    try:
+        BoundProgram.fused = False  # the reference: plain autograd through the statevector
+        ref = _loss_and_grads(m, x, state)
+    finally:
+        BoundProgram.fused = True
+    _assert_same(fast, ref, 1e-11)
+
+
+def test_layered_fused_node_gradcheck():
+    m = _model(1, 5, 1)
+    bg, bp = m.gates.bind(), m.process.bind()
+    pg, pp = layered_plan(bg, 6), layered_plan(bp, 5)
+    assert pg is not None and pp is not None
+    wg = bg.layer_matrices().detach().requires_grad_(True)
+    wp = bp.layer_matrices().detach().requires_grad_(True)
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 2, 1, dtype=F64, generator=gen, requires_grad=True)
+    h0 = torch.randn(2, 5, dtype=F64, generator=gen, requires_grad=True)
+    c0 = torch.randn(2, 5, dtype=F64, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *a: FusedLayeredQLSTM.apply(*a, pg, pp), (x, h0, c0, wg, wp),
+                                    eps=1e-6, atol=1e-6)
+
+
+def test_chen_product_state_and_its_derivative():
+    n = 5
+    plan = LayeredPlan.build(n, [], torch.ones(2**n, 1, dtype=F64), torch.complex128, None)
+    v = torch.linspace(-3, 2.5, 3 * n, dtype=F64).reshape(3, n).requires_grad_(True)
+    psi, saved = chen_product_state(v, plan)
+    th, ph = torch.atan(v), torch.atan(v * v)
+    one = torch.ones_like(th)
+    # RZ(ph) RY(th) H|0>, wire 0 the most significant bit
+    a = (torch.cos(th / 2) - torch.sin(th / 2)) / 2**0.5
+    b = (torch.cos(th / 2) + torch.sin(th / 2)) / 2**0.5
+    vec = torch.stack([torch.polar(a, -ph / 2), torch.polar(b, ph / 2)], -1)
+    ref = vec[:, 0]
+    for w in range(1, n):
+        ref = (ref.unsqueeze(-1) * vec[:, w].unsqueeze(-2)).flatten(-2)
+    torch.testing.assert_close(psi, ref, atol=1e-14, rtol=0)
+    assert torch.allclose(psi.abs().square().sum(-1), one[:, 0])
+    g = torch.randn(psi.shape, dtype=torch.complex128, generator=torch.Generator().manual_seed(2))
+    (auto,) = torch.autograd.grad((g.conj() * ref).real.sum(), v)
+    torch.testing.assert_close(chen_product_back(g, saved, plan), auto, atol=1e-13, rtol=0)
+
+
+def test_layered_fused_float32_and_continuation():
+    m = _model(1, 6, 2, dtype=torch.float32)
+    x = torch.randn(4, 4, 1)
+    out, (h, c) = m(x)
+    m.fused = False
+    ref, _ = m(x)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+    m.fused = True
+    a, state = m(x[:, :2])
+    b, (h2, _) = m(x[:, 2:], state)
+    torch.testing.assert_close(torch.cat([a, b], 1), out, atol=1e-5, rtol=0)
+    torch.testing.assert_close(h2, h, atol=1e-5, rtol=0)

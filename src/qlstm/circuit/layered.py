@@ -97,16 +97,19 @@ def layered_forward(psi: torch.Tensor, stages: list, left: torch.Tensor, right: 
     saved = []
     for st in stages:
         if st[0] == "perm":
-            psi = psi[..., st[1]]
+            psi = _gather(psi, st[1])
             if st[2] is not None:
                 psi = psi * st[2]
             continue
         a, c = left[st[1]], right[st[1]]
         x = psi.unflatten(-1, (d0, d1))  # [B, d0, d1] or [G, B, d0, d1]
         batch = x.shape[-3]
-        if x.dim() == 3:
+        if x.dim() == 3:  # shared by the groups: a stride-0 batch, no copy
+            m = torch.bmm(x.reshape(1, batch * d0, d1).expand(groups, -1, -1), c.transpose(-1, -2))
             x = x.expand(groups, *x.shape)
-        m = (x.reshape(groups, batch * d0, d1) @ c.transpose(-1, -2)).view(groups, batch, d0, d1)
+        else:
+            m = x.reshape(groups, batch * d0, d1) @ c.transpose(-1, -2)
+        m = m.view(groups, batch, d0, d1)
         psi = torch.einsum("gij,gbjk->gbik", a, m).reshape(groups, batch, d0 * d1)
         saved.append((x, m))
     if psi.dim() == 2:
@@ -114,28 +117,40 @@ def layered_forward(psi: torch.Tensor, stages: list, left: torch.Tensor, right: 
     return psi, saved
 
 
+def _gather(psi: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``psi[..., index]`` (``torch.gather`` with an expanded index is about twice as fast as indexing)."""
+    return torch.gather(psi, -1, index.expand(*psi.shape[:-1], index.numel()))
+
+
 def layered_backward(gphi: torch.Tensor, stages: list, left: torch.Tensor, right: torch.Tensor, saved: list,
-                     split: tuple[int, int], want_factors: bool = True):
-    """Reverse sweep of :func:`layered_forward`: ``(g_psi [G, B, D], g_left, g_right)``."""
+                     split: tuple[int, int], want_factors: bool = True, acc: tuple | None = None):
+    """Reverse sweep of :func:`layered_forward`: ``(g_psi [G, B, D], g_left, g_right)``.
+
+    ``acc``: factor gradients ``(g_left, g_right)`` to add to in place (backpropagation through
+    time calls this once per step).
+    """
     d0, d1 = split
     groups, batch = gphi.shape[0], gphi.shape[1]
-    g_left = torch.zeros_like(left) if want_factors else None
-    g_right = torch.zeros_like(right) if want_factors else None
+    if acc is not None:
+        g_left, g_right = acc
+    else:
+        g_left = torch.zeros_like(left) if want_factors else None
+        g_right = torch.zeros_like(right) if want_factors else None
     g = gphi
     it = iter(reversed(saved))
     for st in reversed(stages):
         if st[0] == "perm":
             if st[2] is not None:
                 g = g * st[2].conj()
-            g = g[..., st[3]]
+            g = _gather(g, st[3])
             continue
         l = st[1]
         x, m = next(it)
         gy = g.view(groups, batch, d0, d1)
         gm = torch.einsum("gji,gbjk->gbik", left[l].conj(), gy)  # A^H dY
         if want_factors:
-            g_left[l] += torch.einsum("gbik,gbjk->gij", gy, m.conj())
-            g_right[l] += torch.einsum("gbij,gbik->gjk", gm, x.conj())
+            g_left[l] += (gy @ m.mH).sum(1)
+            g_right[l] += gm.reshape(groups, batch * d0, d1).mT @ x.reshape(groups, batch * d0, d1).conj()
         g = (gm.reshape(groups, batch * d0, d1) @ right[l].conj()).view(groups, batch, d0 * d1)
     return g, g_left, g_right
 

@@ -499,21 +499,25 @@ class Program:
             self._cache[key] = None if groups is None else rotation_spec(groups, dtype, device)
         return self._cache[key]
 
-    def layered_stages(self, dtype, device) -> list | None:
+    def layered_stages(self, dtype, device, min_qubits: int | None = None) -> list | None:
         """The weight run as :func:`~qlstm.circuit.layered.layered_forward` stages, or None (cached).
 
-        Applies to ``layered_min_qubits <= n <= layered_max_qubits`` with one weight-only run of
+        Applies to ``min_qubits <= n <= layered_max_qubits`` (``min_qubits`` defaults to
+        :attr:`layered_min_qubits`) with one weight-only run of
         constant permutations (with phases) and single-qubit layers, nothing data-dependent after
         the encoding.
         """
+        n = self.circuit.n_qubits
+        low = self.layered_min_qubits if min_qubits is None else min_qubits
+        if not (low <= n <= self.layered_max_qubits):
+            return None
         key = ("layered", dtype, str(device))
         if key not in self._cache:
             self._cache[key] = self._layered_stages(dtype, device)
         return self._cache[key]
 
     def _layered_stages(self, dtype, device) -> list | None:
-        n = self.circuit.n_qubits
-        if not (self.layered_min_qubits <= n <= self.layered_max_qubits) or self.amplitude:
+        if self.amplitude:
             return None
         if len(self.steps) != 1 or not isinstance(self.steps[0], _WeightRun) or self.steps[0].merged is None:
             return None
@@ -707,9 +711,13 @@ class BoundProgram:
             return None
         return spec, (self.ops[0][1] if self.ops else None)
 
-    def layered_spec(self):
+    def layered_spec(self, min_qubits: int | None = None):
         """``(groups, stages)`` of :class:`~qlstm.circuit.layered.LayeredExpval` if this program
         fits it (:meth:`Program.layered_stages` and :meth:`_encoding_groups`), else None."""
+        if min_qubits is not None:
+            stages = self.program.layered_stages(self.dtype, self.device, min_qubits)
+            groups = None if stages is None else self._encoding_groups()
+            return None if groups is None else (groups, stages)
         if not hasattr(self, "_layered_spec"):
             stages = self.program.layered_stages(self.dtype, self.device)
             groups = None if stages is None else self._encoding_groups()

@@ -30,6 +30,7 @@ from ..circuit.templates import chen_vqc
 from ..errors import InputError, QlstmError
 from ..nn import QuantumLayer
 from ._fused import FusedFaithfulQLSTM, chen_heisenberg, chen_heisenberg_tables
+from ._fused_layered import FusedLayeredQLSTM, layered_plan
 from .lstm import _check_finite, _fmt
 
 __all__ = ["QLSTM", "GATE_NAMES"]
@@ -40,10 +41,12 @@ GATE_NAMES = ("forget", "input", "candidate", "output")
 class QLSTM(nn.Module):
     r"""Quantum LSTM (Chen, Yoo & Fang 2020) with six VQCs per cell.
 
-    Speed: exact, noiseless faithful-mode models with ``input_size + hidden_size <= 4`` run the
-    whole recurrence as one autograd node with a hand-written backward (:mod:`qlstm.models._fused`);
-    everything else runs step by step (``QLSTM.fused = False`` forces that, the path the node is
-    tested against).
+    Speed: exact, noiseless faithful-mode models run the whole recurrence as one autograd node
+    with a hand-written backward: in the Heisenberg picture when ``input_size + hidden_size <= 4``
+    (:mod:`qlstm.models._fused`), as layered statevectors when both VQCs have 5 to 8 qubits
+    (``hidden_size >= 5``, ``input_size + hidden_size <= 8``; :mod:`qlstm.models._fused_layered`).
+    Everything else runs step by step (``QLSTM.fused = False`` forces that, the path the nodes
+    are tested against).
 
     Args:
         input_size: features per time step.
@@ -165,21 +168,24 @@ class QLSTM(nn.Module):
             return layer
         return lambda v: layer(v)[index]
 
-    def _fused_tables(self):
-        """``(t_gates, t_proc)`` for the fused recurrence, or None where it does not apply."""
+    def _fused_args(self):
+        """``(node, args)`` of the fused recurrence, or None where it does not apply."""
         if not (self.fused and self.mode == "faithful" and self.gates.bindable and self.process.bindable
                 and self.gates._pure and self.process._pure):
             return None
         bg, bp = self.gates.bind(), self.process.bind()  # binding is cheap: tables are built on first use
-        if not (chen_heisenberg(bp, self.hidden_size) and chen_heisenberg(bg, self.n_qubits)):
-            if self.compiled and not getattr(self, "_warned", False):
-                self._warned = True
-                warnings.warn("QLSTM(compiled=True): the fused recurrence does not apply to this model (it needs "
-                              "input_size + hidden_size <= 4 qubits); running uncompiled",
-                              stacklevel=3)
+        if chen_heisenberg(bp, self.hidden_size) and chen_heisenberg(bg, self.n_qubits):
+            return FusedFaithfulQLSTM, (chen_heisenberg_tables(bg, self.n_qubits, self.compiled),
+                                        chen_heisenberg_tables(bp, self.hidden_size, self.compiled), self.compiled)
+        if self.compiled and not getattr(self, "_warned", False):
+            self._warned = True
+            warnings.warn("QLSTM(compiled=True): the compiled recurrence does not apply to this model (it needs "
+                          "input_size + hidden_size <= 4 qubits); running uncompiled",
+                          stacklevel=3)
+        plan_g, plan_p = layered_plan(bg, self.n_qubits), layered_plan(bp, self.hidden_size)
+        if plan_g is None or plan_p is None:
             return None
-        return (chen_heisenberg_tables(bg, self.n_qubits, self.compiled),
-                chen_heisenberg_tables(bp, self.hidden_size, self.compiled))
+        return FusedLayeredQLSTM, (bg.layer_matrices(), bp.layer_matrices(), plan_g, plan_p)
 
     def _check(self, x: Tensor, state) -> tuple[Tensor, Tensor, Tensor]:
         if not isinstance(x, Tensor) or x.dim() != 3:
@@ -210,9 +216,10 @@ class QLSTM(nn.Module):
         x, h, c = self._check(x, state)
         outputs = []
         if self.mode == "faithful":
-            fused = self._fused_tables()
+            fused = self._fused_args()
             if fused is not None:
-                out, h, c = FusedFaithfulQLSTM.apply(x, h, c, *fused, self.compiled)
+                node, args = fused
+                out, h, c = node.apply(x, h, c, *args)
                 if not self.batch_first:
                     out = out.transpose(0, 1)
                 return out, (h.unsqueeze(0), c.unsqueeze(0))

@@ -1,0 +1,184 @@
+r"""The faithful-QLSTM recurrence at 5 to 8 qubits as one autograd node (statevector, layered form).
+
+The 4-qubit counterpart is :mod:`qlstm.models._fused` (Heisenberg picture). Here each VQC is
+simulated as a statevector with :func:`~qlstm.circuit.layered.layered_forward` (constant
+permutations and two-factor Kronecker layers, :mod:`qlstm.circuit.layered`); the whole recurrence
+runs without autograd recording, and the backward through time is written out by hand.
+
+Per step, with :math:`v = [x_t, h_{t-1}]` and the Chen encoding on every wire:
+
+* each wire's vector in closed form, :math:`v_w = R_Z(\phi) R_Y(\theta) H|0\rangle` with
+  :math:`\theta = \arctan v_w`, :math:`\phi = \arctan v_w^2`, and the product state
+  :math:`\psi_0[i] = \prod_w v_w[i_w]` (one gather and one product over wires);
+* the four gate VQCs as one layered call, ``[4, B, H]`` read-outs, the LSTM update, then the two
+  processing VQCs on ``o * tanh(c)``.
+
+Encoding backward: :math:`\partial\psi_0/\partial v_w = M_w \psi_0` with the one-qubit operator
+:math:`M_w = \theta' R_Z K R_Z^\dagger + \phi'(-iZ/2)` (:math:`K = -iY/2`), so
+:math:`\partial L/\partial v_w = \mathrm{Re}\sum_i \bar g_i (M_w\psi_0)_i` needs one bit-flip
+gather of :math:`\psi_0` for all wires at once instead of a Kronecker-tree sweep.
+
+Gradients reach the per-wire gate matrices ``[L, n, G, 2, 2]`` of the weight layers
+(:meth:`~qlstm.circuit.plan.BoundProgram.layer_matrices`), whose construction from the weights
+autograd handles. :func:`layered_plan` checks numerically that a bound VQC is this shape before
+the model uses the node; ``QLSTM.fused = False`` switches it off and the tests compare the paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from ..circuit.layered import kron_factors, kron_factors_back, layered_backward, layered_forward, probs_times, split_of
+
+__all__ = ["FusedLayeredQLSTM", "LayeredPlan", "layered_plan", "chen_product_state"]
+
+_R2 = 0.5**0.5
+#: smallest register the node takes (4 qubits and fewer go to the Heisenberg-picture node)
+MIN_QUBITS = 5
+
+
+@dataclass(frozen=True)
+class LayeredPlan:
+    """What the fused node needs to know about one bound VQC shape (see :func:`layered_plan`)."""
+
+    n: int
+    stages: list
+    signs: Tensor  # [D, K] real
+    split: tuple[int, int]
+    n0: int
+    bits: Tensor  # [n, D] long: bit of wire w in basis index i (wire 0 most significant)
+    flip: Tensor  # [n, D] long: i with the bit of wire w flipped
+    split_bits: Tensor  # [n, D, 2] complex: one-hot of that bit
+    zall: Tensor  # [D, n] complex: +1 / -1 (Z eigenvalue of wire w)
+
+    @staticmethod
+    def build(n: int, stages: list, signs: Tensor, cdtype, device) -> "LayeredPlan":
+        idx = torch.arange(2**n, device=device)
+        shifts = torch.arange(n - 1, -1, -1, device=device)
+        bits = (idx.unsqueeze(0) >> shifts.unsqueeze(1)) & 1  # [n, D]
+        flip = idx.unsqueeze(0) ^ (1 << shifts).unsqueeze(1)
+        return LayeredPlan(n, stages, signs, split_of(n), (n + 1) // 2, bits, flip,
+                           torch.stack([1 - bits, bits], -1).to(cdtype), (1 - 2 * bits).T.to(cdtype))
+
+
+def chen_product_state(v: Tensor, plan: LayeredPlan) -> tuple[Tensor, tuple]:
+    """``psi_0 [B, 2**n]`` of the Chen encoding of ``v [B, n]``, and what :func:`chen_product_back` needs."""
+    th, ph = torch.atan(v), torch.atan(v * v)
+    c, s = torch.cos(0.5 * th), torch.sin(0.5 * th)
+    vec = torch.stack([torch.polar((c - s) * _R2, -0.5 * ph), torch.polar((c + s) * _R2, 0.5 * ph)], -1)  # [B, n, 2]
+    batch = v.shape[0]
+    psi = torch.gather(vec, 2, plan.bits.expand(batch, *plan.bits.shape)).prod(1)
+    return psi, (v, ph, psi)
+
+
+def chen_product_back(g: Tensor, saved: tuple, plan: LayeredPlan) -> Tensor:
+    """Gradient ``[B, n]`` of ``v`` from that of ``psi_0`` (``g [B, 2**n]``); see the module docstring."""
+    v, ph, psi = saved
+    gc = g.conj()
+    diag = ((gc * psi) @ plan.zall).imag  # sum_i z_w(i) conj(g_i) psi_i, imaginary part
+    q = gc.unsqueeze(1) * torch.gather(psi.unsqueeze(1).expand(-1, plan.n, -1), 2,
+                                       plan.flip.expand(psi.shape[0], -1, -1))  # [B, n, D]: conj(g_i) psi_(i ^ bit_w)
+    s0, s1 = (q.transpose(0, 1) @ plan.split_bits).unbind(-1)  # [n, B] each: sums over i_w = 0 and i_w = 1
+    s0, s1 = s0.T, s1.T
+    v2 = v * v
+    d_th = 1 / (1 + v2)
+    d_ph = 2 * v / (1 + v2 * v2)
+    e = torch.polar(torch.ones_like(ph), ph)
+    return 0.5 * d_ph * diag + 0.5 * d_th * (e * s1 - e.conj() * s0).real
+
+
+def layered_plan(bound, n: int) -> LayeredPlan | None:
+    """The :class:`LayeredPlan` of a bound Chen-encoded VQC, or None where the node does not apply.
+
+    Needs the layered form (:meth:`~qlstm.circuit.plan.BoundProgram.layered_spec`, from
+    :data:`MIN_QUBITS` qubits on), ``<Z>``
+    read-outs and exactly the Chen encoding (checked on probe inputs against
+    :meth:`~qlstm.circuit.plan.BoundProgram.encode`, once per program, dtype and device).
+    """
+    spec = bound.layered_spec(MIN_QUBITS) if bound.fused and bound._zsigns is not None else None
+    if spec is None:
+        return None
+    key = ("layered_plan", bound.dtype, str(bound.device))
+    cache = bound.program._cache
+    if key not in cache:
+        plan = LayeredPlan.build(n, spec[1], bound._zsigns, bound.dtype, bound.device)
+        rd = torch.float64 if bound.dtype == torch.complex128 else torch.float32
+        probe = torch.linspace(-2.0, 1.5, 3 * n, dtype=rd, device=bound.device).reshape(3, n)
+        with torch.no_grad():
+            try:
+                ok = torch.allclose(bound.encode(probe), chen_product_state(probe, plan)[0], atol=1e-5)
+            except Exception:  # an encoding this check cannot evaluate: not the Chen encoding
+                ok = False
+        cache[key] = plan if ok else None
+    return cache[key]
+
+
+def _sig_grad(s: Tensor) -> Tensor:
+    return s * (1 - s)
+
+
+class FusedLayeredQLSTM(torch.autograd.Function):
+    """``apply(x [B, T, I], h0 [B, H], c0 [B, H], w_gates [L, I+H, 4, 2, 2], w_proc [L', H, 2, 2, 2],
+    plan_gates, plan_proc)`` -> ``(outputs [B, T, H], h_T [B, H], c_T [B, H])``; see the module docstring.
+    """
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_gates, w_proc, pg: LayeredPlan, pp: LayeredPlan):
+        ag, cg = kron_factors(w_gates, pg.n0)
+        ap, cp = kron_factors(w_proc, pp.n0)
+        hidden = h0.shape[1]
+        h, c = h0, c0
+        outs, steps = [], []
+        for t in range(x.shape[1]):
+            psi, esave = chen_product_state(torch.cat([x[:, t], h], 1), pg)
+            phi, sv = layered_forward(psi, pg.stages, ag, cg, pg.split)  # [4, B, D]
+            g = probs_times(phi, pg.signs)  # [4, B, H]
+            sf, si, so = torch.sigmoid(g[0]), torch.sigmoid(g[1]), torch.sigmoid(g[3])
+            tg = torch.tanh(g[2])
+            c_prev, c = c, sf * c + si * tg
+            tc = torch.tanh(c)
+            psi2, esave2 = chen_product_state(so * tc, pp)
+            phi2, sv2 = layered_forward(psi2, pp.stages, ap, cp, pp.split)  # [2, B, D']
+            p = probs_times(phi2, pp.signs)  # [2, B, H]
+            h = p[0]
+            outs.append(p[1])
+            steps.append((esave, phi, sv, sf, si, so, tg, c_prev, tc, esave2, phi2, sv2))
+        ctx.steps, ctx.plans, ctx.n_in, ctx.hidden = steps, (pg, pp), x.shape[2], hidden
+        ctx.save_for_backward(w_gates, w_proc, ag, cg, ap, cp)
+        return torch.stack(outs, 1), h, c
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_out, gh, gc):
+        w_gates, w_proc, ag, cg, ap, cp = ctx.saved_tensors
+        pg, pp = ctx.plans
+        steps, n_in = ctx.steps, ctx.n_in
+        batch, hidden = steps[0][3].shape
+        zeros = torch.zeros(batch, hidden, dtype=steps[0][3].dtype, device=steps[0][3].device)
+        g_out = torch.zeros(batch, len(steps), hidden, dtype=zeros.dtype, device=zeros.device) if g_out is None else g_out
+        gh = zeros if gh is None else gh
+        gc = zeros if gc is None else gc
+        acc_g = (torch.zeros_like(ag), torch.zeros_like(cg))
+        acc_p = (torch.zeros_like(ap), torch.zeros_like(cp))
+        gx = [None] * len(steps)
+        for t in range(len(steps) - 1, -1, -1):
+            esave, phi, sv, sf, si, so, tg, c_prev, tc, esave2, phi2, sv2 = steps[t]
+            gp = torch.stack([gh, g_out[:, t]])  # [2, B, H]
+            gphi2 = 2 * (gp @ pp.signs.T) * phi2
+            gpsi2 = layered_backward(gphi2, pp.stages, ap, cp, sv2, pp.split, acc=acc_p)[0]
+            gu = chen_product_back(gpsi2.sum(0), esave2, pp)
+            gcc = gc + gu * so * (1 - tc * tc)
+            gg = torch.stack([gcc * c_prev * _sig_grad(sf), gcc * tg * _sig_grad(si),
+                              gcc * si * (1 - tg * tg), gu * tc * _sig_grad(so)])  # [4, B, H]
+            gphi = 2 * (gg @ pg.signs.T) * phi
+            gpsi = layered_backward(gphi, pg.stages, ag, cg, sv, pg.split, acc=acc_g)[0]
+            gv = chen_product_back(gpsi.sum(0), esave, pg)
+            gx[t] = gv[:, :n_in]
+            gh, gc = gv[:, n_in:], gcc * sf
+        gwg = kron_factors_back(*acc_g, w_gates, pg.n0) if ctx.needs_input_grad[3] else None
+        gwp = kron_factors_back(*acc_p, w_proc, pp.n0) if ctx.needs_input_grad[4] else None
+        return (torch.stack(gx, 1) if ctx.needs_input_grad[0] else None, gh, gc, gwg, gwp, None, None)
