@@ -11,8 +11,10 @@ Not part of the test suite.
 from __future__ import annotations
 
 import os
+import sys
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if "--omp-passive" in sys.argv:  # see bench_qlstm.py
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 import argparse  # noqa: E402
@@ -53,6 +55,7 @@ def step_time(n: int, batch: int, heisenberg: bool, repeats: int) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=40)
+    p.add_argument("--omp-passive", action="store_true", help="OMP_WAIT_POLICY=PASSIVE (read before parsing)")
     args = p.parse_args()
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     print("| qubits | batch | statevector ms | Heisenberg ms | statevector / Heisenberg |")
