@@ -9,14 +9,14 @@ Per step, with :math:`v = [x_t, h_{t-1}]` and the Chen encoding on every wire:
 
 * each wire's vector in closed form, :math:`v_w = R_Z(\phi) R_Y(\theta) H|0\rangle` with
   :math:`\theta = \arctan v_w`, :math:`\phi = \arctan v_w^2`, and the product state
-  :math:`\psi_0[i] = \prod_w v_w[i_w]` (one gather and one product over wires);
+  :math:`\psi_0[i] = \prod_w v_w[i_w]` (a gather and a product over wires per half of the register);
 * the four gate VQCs as one layered call, ``[4, B, H]`` read-outs, the LSTM update, then the two
   processing VQCs on ``o * tanh(c)``.
 
 Encoding backward: :math:`\partial\psi_0/\partial v_w = M_w \psi_0` with the one-qubit operator
 :math:`M_w = \theta' R_Z K R_Z^\dagger + \phi'(-iZ/2)` (:math:`K = -iY/2`), so
 :math:`\partial L/\partial v_w = \mathrm{Re}\sum_i \bar g_i (M_w\psi_0)_i` needs one bit-flip
-gather of :math:`\psi_0` for all wires at once instead of a Kronecker-tree sweep.
+gather per half of the register (after contracting the other half away) instead of a Kronecker-tree sweep.
 
 Gradients reach the per-wire gate matrices ``[L, n, G, 2, 2]`` of the weight layers
 (:meth:`~qlstm.circuit.plan.BoundProgram.layer_matrices`), whose construction from the weights
@@ -42,6 +42,24 @@ MIN_QUBITS = 5
 
 
 @dataclass(frozen=True)
+class _Half:
+    """Index tables of one half of the register (its wires are the bits of a ``2**m`` index)."""
+
+    bits: Tensor  # [m, d] long: bit of wire w in basis index i (the half's first wire most significant)
+    flip: Tensor  # [m, d] long: i with the bit of wire w flipped
+    onehot: Tensor  # [m, d, 2] complex: one-hot of that bit
+    zall: Tensor  # [d, m] complex: +1 / -1 (Z eigenvalue of wire w)
+
+    @staticmethod
+    def build(m: int, cdtype, device) -> "_Half":
+        idx = torch.arange(2**m, device=device)
+        shifts = torch.arange(m - 1, -1, -1, device=device)
+        bits = (idx.unsqueeze(0) >> shifts.unsqueeze(1)) & 1
+        flip = idx.unsqueeze(0) ^ (1 << shifts).unsqueeze(1)
+        return _Half(bits, flip, torch.stack([1 - bits, bits], -1).to(cdtype), (1 - 2 * bits).T.to(cdtype))
+
+
+@dataclass(frozen=True)
 class LayeredPlan:
     """What the fused node needs to know about one bound VQC shape (see :func:`layered_plan`)."""
 
@@ -50,40 +68,55 @@ class LayeredPlan:
     signs: Tensor  # [D, K] real
     split: tuple[int, int]
     n0: int
-    bits: Tensor  # [n, D] long: bit of wire w in basis index i (wire 0 most significant)
-    flip: Tensor  # [n, D] long: i with the bit of wire w flipped
-    split_bits: Tensor  # [n, D, 2] complex: one-hot of that bit
-    zall: Tensor  # [D, n] complex: +1 / -1 (Z eigenvalue of wire w)
+    halves: tuple[_Half, _Half]  # wires [0, n0) and [n0, n): the row and column index of split
 
     @staticmethod
     def build(n: int, stages: list, signs: Tensor, cdtype, device) -> "LayeredPlan":
-        idx = torch.arange(2**n, device=device)
-        shifts = torch.arange(n - 1, -1, -1, device=device)
-        bits = (idx.unsqueeze(0) >> shifts.unsqueeze(1)) & 1  # [n, D]
-        flip = idx.unsqueeze(0) ^ (1 << shifts).unsqueeze(1)
-        return LayeredPlan(n, stages, signs, split_of(n), (n + 1) // 2, bits, flip,
-                           torch.stack([1 - bits, bits], -1).to(cdtype), (1 - 2 * bits).T.to(cdtype))
+        n0 = (n + 1) // 2
+        return LayeredPlan(n, stages, signs, split_of(n), n0,
+                           (_Half.build(n0, cdtype, device), _Half.build(n - n0, cdtype, device)))
 
 
 def chen_product_state(v: Tensor, plan: LayeredPlan) -> tuple[Tensor, tuple]:
-    """``psi_0 [B, 2**n]`` of the Chen encoding of ``v [B, n]``, and what :func:`chen_product_back` needs."""
+    """``psi_0 [B, 2**n]`` of the Chen encoding of ``v [B, n]``, and what :func:`chen_product_back` needs.
+
+    ``psi_0 = a (x) b`` with ``a`` the product state of the first ``n0`` wires and ``b`` of the rest,
+    each one gather and one product over wires.
+    """
     th, ph = torch.atan(v), torch.atan(v * v)
     c, s = torch.cos(0.5 * th), torch.sin(0.5 * th)
     vec = torch.stack([torch.polar((c - s) * _R2, -0.5 * ph), torch.polar((c + s) * _R2, 0.5 * ph)], -1)  # [B, n, 2]
-    batch = v.shape[0]
-    psi = torch.gather(vec, 2, plan.bits.expand(batch, *plan.bits.shape)).prod(1)
-    return psi, (v, ph, psi)
+    batch, n0 = v.shape[0], plan.n0
+    h0, h1 = plan.halves
+    a = torch.gather(vec[:, :n0], 2, h0.bits.expand(batch, -1, -1)).prod(1)  # [B, d0]
+    b = torch.gather(vec[:, n0:], 2, h1.bits.expand(batch, -1, -1)).prod(1)  # [B, d1]
+    return (a.unsqueeze(2) * b.unsqueeze(1)).flatten(1), (v, ph, a, b)
+
+
+def _half_sums(g: Tensor, psi: Tensor, half: _Half) -> tuple[Tensor, Tensor, Tensor]:
+    """For the wires of one half (state ``psi [B, d]``, gradient ``g [B, d]``): ``Im sum_i z_w(i) conj(g_i) psi_i``
+    and ``sum_(i_w = a) conj(g_i) psi_(i ^ bit_w)`` for ``a = 0, 1``, each ``[B, m]``."""
+    gc = g.conj()
+    diag = ((gc * psi) @ half.zall).imag
+    m = half.bits.shape[0]
+    q = gc.unsqueeze(1) * torch.gather(psi.unsqueeze(1).expand(-1, m, -1), 2, half.flip.expand(psi.shape[0], -1, -1))
+    s01 = (q.transpose(0, 1) @ half.onehot).transpose(0, 1)  # [B, m, 2]
+    return diag, s01[..., 0], s01[..., 1]
 
 
 def chen_product_back(g: Tensor, saved: tuple, plan: LayeredPlan) -> Tensor:
-    """Gradient ``[B, n]`` of ``v`` from that of ``psi_0`` (``g [B, 2**n]``); see the module docstring."""
-    v, ph, psi = saved
-    gc = g.conj()
-    diag = ((gc * psi) @ plan.zall).imag  # sum_i z_w(i) conj(g_i) psi_i, imaginary part
-    q = gc.unsqueeze(1) * torch.gather(psi.unsqueeze(1).expand(-1, plan.n, -1), 2,
-                                       plan.flip.expand(psi.shape[0], -1, -1))  # [B, n, D]: conj(g_i) psi_(i ^ bit_w)
-    s0, s1 = (q.transpose(0, 1) @ plan.split_bits).unbind(-1)  # [n, B] each: sums over i_w = 0 and i_w = 1
-    s0, s1 = s0.T, s1.T
+    """Gradient ``[B, n]`` of ``v`` from that of ``psi_0`` (``g [B, 2**n]``); see the module docstring.
+
+    The gradient of each half (``g_a = g conj(b)``, ``g_b = g^T conj(a)``) carries everything its
+    wires need: ``d psi_0 / d v_w = (M_w a) (x) b`` for a wire of the first half.
+    """
+    v, ph, a, b = saved
+    d0, d1 = plan.split
+    g2 = g.view(-1, d0, d1)
+    ga = (g2 @ b.conj().unsqueeze(2)).squeeze(2)
+    gb = (a.conj().unsqueeze(1) @ g2).squeeze(1)
+    parts = [_half_sums(ga, a, plan.halves[0]), _half_sums(gb, b, plan.halves[1])]
+    diag, s0, s1 = (torch.cat(t, 1) for t in zip(*parts))
     v2 = v * v
     d_th = 1 / (1 + v2)
     d_ph = 2 * v / (1 + v2 * v2)
