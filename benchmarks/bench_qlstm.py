@@ -237,9 +237,12 @@ def main(argv=None) -> int:
 
     check = None
     if not args.no_check and device.type == "cpu" and "qlstm-faithful" in impls:
-        log(f"correctness check (float64, n={min(args.qubits)}):")
-        check = check_correctness(min(args.qubits), args.layers, impls,
-                                  args.tq_python if os.path.exists(args.tq_python) else None, log)
+        # every register size: the paths differ (Heisenberg picture at 4 qubits, layered statevectors at 8)
+        check = []
+        for k, n in enumerate(sorted(set(args.qubits))):
+            log(f"correctness check (float64, n={n}):")
+            tq = args.tq_python if k == 0 and os.path.exists(args.tq_python) else None
+            check.append(check_correctness(n, args.layers, impls, tq, log))
 
     results: dict[tuple[str, int, int], tuple[Timing, int]] = {}
     local = [i for i in impls if i != "torchquantum"]
