@@ -39,7 +39,7 @@ import torch
 from .adjoint import _kron_grads, _kron_matrices, _kron_tree, _kron_tree_back, encode_backward, encode_forward
 
 __all__ = ["LayeredExpval", "KronFactors", "kron_factors", "kron_factors_back", "layered_forward",
-           "layered_backward", "probs_times", "split_of"]
+           "layered_backward", "probs_times", "probs_back", "split_of", "to_columns"]
 
 
 def split_of(n: int) -> tuple[int, int]:
@@ -85,79 +85,134 @@ class KronFactors(torch.autograd.Function):
         return kron_factors_back(g_left, g_right, w, ctx.n0), None
 
 
-def layered_forward(psi: torch.Tensor, stages: list, left: torch.Tensor, right: torch.Tensor,
+# full gather indices of a permutation stage in the column layout, per batch size
+_PERM_CACHE: dict = {}
+
+
+def _perm_full(st, batch: int, split: tuple[int, int]):
+    """``(index, inverse, phase)`` of permutation stage ``st`` on a flattened column-layout state.
+
+    The state ``S [d0, B, d1]`` holds amplitude ``(i, k)`` of sample ``b`` at ``i*B*d1 + b*d1 + k``;
+    ``psi'[j] = psi[index[j]] * phase[j]`` becomes a gather with ``index`` expanded over the batch.
+    """
+    key = (id(st[1]), batch)
+    hit = _PERM_CACHE.get(key)
+    if hit is not None and hit[0] is st[1]:
+        return hit[1]
+    d0, d1 = split
+    dev = st[1].device
+
+    def full(idx):
+        i2 = idx.view(d0, 1, d1)
+        b = torch.arange(batch, device=dev).view(1, batch, 1)
+        return ((i2 // d1) * (batch * d1) + b * d1 + i2 % d1).reshape(-1)
+
+    phase = None if st[2] is None else st[2].view(d0, 1, d1)
+    out = (full(st[1]), full(st[3]), phase)
+    if len(_PERM_CACHE) > 256:
+        _PERM_CACHE.clear()
+    _PERM_CACHE[key] = (st[1], out)
+    return out
+
+
+def _gather_flat(s: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``s`` (``[d0, B, d1]`` or ``[G, d0, B, d1]``) gathered by a flat column-layout index."""
+    flat = s.reshape(*s.shape[:-3], -1)
+    return torch.gather(flat, -1, index.expand(*flat.shape[:-1], index.numel())).view(s.shape)
+
+
+def to_columns(psi: torch.Tensor, split: tuple[int, int]) -> torch.Tensor:
+    """Statevectors ``[B, D]`` in the column layout ``[d0, B, d1]`` used by :func:`layered_forward`."""
+    return psi.view(psi.shape[0], *split).transpose(0, 1).contiguous()
+
+
+def layered_forward(s: torch.Tensor, stages: list, left: torch.Tensor, right: torch.Tensor,
                     split: tuple[int, int]):
-    """Apply ``stages`` to ``psi [B, D]`` (or ``[G, B, D]``); returns ``(phi [G, B, D], saved)``.
+    """Apply ``stages`` to states in the column layout; returns ``(S [G, d0, B, d1], saved)``.
+
+    ``s``: ``[d0, B, d1]`` (shared by the ``G`` weight copies) or ``[G, d0, B, d1]``; amplitude
+    ``(i, k)`` (row and column index, :func:`split_of`) of sample ``b`` is ``s[..., i, b, k]``. In
+    this layout both products of a layer, ``M = S C^T`` (``[G, d0*B, d1] @ [G, d1, d1]``) and
+    ``Y = A M`` (``[G, d0, d0] @ [G, d0, B*d1]``), are single matrix products without copies.
 
     ``stages``: ``("perm", index, phase_or_None, inverse)`` or ``("layer", l)`` (factors
     ``left[l] [G, d0, d0]``, ``right[l] [G, d1, d1]``).
     """
     d0, d1 = split
-    groups = left.shape[1]
+    groups, batch = left.shape[1], s.shape[-2]
     saved = []
     for st in stages:
         if st[0] == "perm":
-            psi = _gather(psi, st[1])
-            if st[2] is not None:
-                psi = psi * st[2]
+            index, _, phase = _perm_full(st, batch, split)
+            s = _gather_flat(s, index)
+            if phase is not None:
+                s = s * phase
             continue
         a, c = left[st[1]], right[st[1]]
-        x = psi.unflatten(-1, (d0, d1))  # [B, d0, d1] or [G, B, d0, d1]
-        batch = x.shape[-3]
-        if x.dim() == 3:  # shared by the groups: a stride-0 batch, no copy
-            m = torch.bmm(x.reshape(1, batch * d0, d1).expand(groups, -1, -1), c.transpose(-1, -2))
-            x = x.expand(groups, *x.shape)
+        if s.dim() == 3:  # shared by the groups: a stride-0 batch, no copy
+            sv = s.reshape(1, d0 * batch, d1).expand(groups, -1, -1)
         else:
-            m = x.reshape(groups, batch * d0, d1) @ c.transpose(-1, -2)
-        m = m.view(groups, batch, d0, d1)
-        psi = torch.einsum("gij,gbjk->gbik", a, m).reshape(groups, batch, d0 * d1)
-        saved.append((x, m))
-    if psi.dim() == 2:
-        psi = psi.expand(groups, *psi.shape)
-    return psi, saved
+            sv = s.view(groups, d0 * batch, d1)
+        m = torch.bmm(sv, c.transpose(-1, -2))  # [G, d0*B, d1]
+        s = torch.bmm(a, m.view(groups, d0, batch * d1)).view(groups, d0, batch, d1)
+        saved.append((sv, m))
+    if s.dim() == 3:
+        s = s.expand(groups, *s.shape)
+    return s, saved
 
 
-def _gather(psi: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``psi[..., index]`` (``torch.gather`` with an expanded index is about twice as fast as indexing)."""
-    return torch.gather(psi, -1, index.expand(*psi.shape[:-1], index.numel()))
-
-
-def layered_backward(gphi: torch.Tensor, stages: list, left: torch.Tensor, right: torch.Tensor, saved: list,
+def layered_backward(gs: torch.Tensor, stages: list, left: torch.Tensor, right: torch.Tensor, saved: list,
                      split: tuple[int, int], want_factors: bool = True, acc: tuple | None = None):
-    """Reverse sweep of :func:`layered_forward`: ``(g_psi [G, B, D], g_left, g_right)``.
+    """Reverse sweep of :func:`layered_forward`: ``(g_S [G, d0, B, d1], g_left, g_right)``.
 
-    ``acc``: factor gradients ``(g_left, g_right)`` to add to in place (backpropagation through
-    time calls this once per step).
+    For ``Y = A M``, ``M = S C^T``: ``dA = dY M^H``, ``dM = A^H dY``, ``dC^T = S^H dM``,
+    ``dS = dM conj(C)``, each one matrix product over the whole batch. ``acc``: factor gradients
+    ``(g_left, g_right)`` to add to in place (backpropagation through time calls this once per step).
     """
     d0, d1 = split
-    groups, batch = gphi.shape[0], gphi.shape[1]
+    groups, batch = gs.shape[0], gs.shape[-2]
     if acc is not None:
         g_left, g_right = acc
     else:
         g_left = torch.zeros_like(left) if want_factors else None
         g_right = torch.zeros_like(right) if want_factors else None
-    g = gphi
+    g = gs
     it = iter(reversed(saved))
     for st in reversed(stages):
         if st[0] == "perm":
-            if st[2] is not None:
-                g = g * st[2].conj()
-            g = _gather(g, st[3])
+            _, inverse, phase = _perm_full(st, batch, split)
+            if phase is not None:
+                g = g * phase.conj()
+            g = _gather_flat(g, inverse)
             continue
         l = st[1]
-        x, m = next(it)
-        gy = g.view(groups, batch, d0, d1)
-        gm = torch.einsum("gji,gbjk->gbik", left[l].conj(), gy)  # A^H dY
+        sv, m = next(it)
+        gy = g.reshape(groups, d0, batch * d1)
+        gm = torch.bmm(left[l].mH, gy)  # A^H dY
         if want_factors:
-            g_left[l] += (gy @ m.mH).sum(1)
-            g_right[l] += gm.reshape(groups, batch * d0, d1).mT @ x.reshape(groups, batch * d0, d1).conj()
-        g = (gm.reshape(groups, batch * d0, d1) @ right[l].conj()).view(groups, batch, d0 * d1)
+            g_left[l] += torch.bmm(gy, m.view(groups, d0, batch * d1).mH)
+            g_right[l] += torch.bmm(sv.mH, gm.view(groups, d0 * batch, d1)).mT
+        g = torch.bmm(gm.view(groups, d0 * batch, d1), right[l].conj()).view(groups, d0, batch, d1)
     return g, g_left, g_right
 
 
-def probs_times(phi: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
-    """``|phi|^2 @ signs`` (``(phi * conj(phi)).real`` is several times faster than ``abs().square()``)."""
-    return (phi * phi.conj()).real @ signs
+def probs_times(s: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
+    """``|psi|^2 @ signs`` for column-layout states ``s [G, d0, B, d1]``: ``[G, B, K]``.
+
+    Row by row of the split, ``sum_i p[:, i] @ signs[i]`` (one batched product and a sum), so the
+    probabilities are never transposed into the ``[G, B, D]`` layout.
+    """
+    groups, d0, batch, d1 = s.shape
+    p = s.real.square() + s.imag.square()  # (faster than abs().square(); no conjugate copy)
+    out = torch.matmul(p, signs.view(d0, d1, -1))  # [G, d0, B, K]
+    return out.sum(1)
+
+
+def probs_back(ge: torch.Tensor, s: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
+    """Gradient ``[G, d0, B, d1]`` of the column-layout states from that of :func:`probs_times`."""
+    groups, d0, batch, d1 = s.shape
+    gp = torch.matmul(ge.unsqueeze(1), signs.view(d0, d1, -1).transpose(-1, -2))  # [G, d0, B, d1]
+    return 2 * gp * s
 
 
 class LayeredExpval(torch.autograd.Function):
@@ -175,7 +230,7 @@ class LayeredExpval(torch.autograd.Function):
         n = vecs0.shape[0]
         v, history = encode_forward(spec, vecs0, angles)
         psi, tree = _kron_tree(list(v.unbind(0)))  # [B, D]
-        phi, saved = layered_forward(psi, stages, left, right, split)
+        phi, saved = layered_forward(to_columns(psi, split), stages, left, right, split)
         ctx.history, ctx.tree, ctx.n, ctx.stages, ctx.split, ctx.saved = history, tree, n, stages, split, saved
         ctx.save_for_backward(phi, signs, left, right)
         return probs_times(phi, signs)
@@ -183,8 +238,8 @@ class LayeredExpval(torch.autograd.Function):
     @staticmethod
     def backward(ctx, ge):
         phi, signs, left, right = ctx.saved_tensors
-        gphi = 2 * (ge @ signs.T) * phi
         want = ctx.needs_input_grad[5] or ctx.needs_input_grad[6]
-        gpsi, gl, gr = layered_backward(gphi, ctx.stages, left, right, ctx.saved, ctx.split, want)
-        gv = torch.stack(_kron_tree_back(gpsi.sum(0), ctx.tree, ctx.n))  # [n, B, 2]
+        gs, gl, gr = layered_backward(probs_back(ge, phi, signs), ctx.stages, left, right, ctx.saved, ctx.split, want)
+        gpsi = gs.sum(0).transpose(0, 1).reshape(gs.shape[2], -1)  # [B, D]
+        gv = torch.stack(_kron_tree_back(gpsi, ctx.tree, ctx.n))  # [n, B, 2]
         return (None, None, None, None, None, gl, gr, *encode_backward(gv, ctx.history))

@@ -32,7 +32,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from ..circuit.layered import kron_factors, kron_factors_back, layered_backward, layered_forward, probs_times, split_of
+from ..circuit.layered import (kron_factors, kron_factors_back, layered_backward, layered_forward, probs_back,
+                               probs_times, split_of)
 
 __all__ = ["FusedLayeredQLSTM", "LayeredPlan", "layered_plan", "chen_product_state"]
 
@@ -78,7 +79,8 @@ class LayeredPlan:
 
 
 def chen_product_state(v: Tensor, plan: LayeredPlan) -> tuple[Tensor, tuple]:
-    """``psi_0 [B, 2**n]`` of the Chen encoding of ``v [B, n]``, and what :func:`chen_product_back` needs.
+    """``psi_0`` of the Chen encoding of ``v [B, n]`` in the column layout ``[d0, B, d1]``
+    (:func:`~qlstm.circuit.layered.layered_forward`), and what :func:`chen_product_back` needs.
 
     ``psi_0 = a (x) b`` with ``a`` the product state of the first ``n0`` wires and ``b`` of the rest,
     each one gather and one product over wires.
@@ -90,7 +92,8 @@ def chen_product_state(v: Tensor, plan: LayeredPlan) -> tuple[Tensor, tuple]:
     h0, h1 = plan.halves
     a = torch.gather(vec[:, :n0], 2, h0.bits.expand(batch, -1, -1)).prod(1)  # [B, d0]
     b = torch.gather(vec[:, n0:], 2, h1.bits.expand(batch, -1, -1)).prod(1)  # [B, d1]
-    return (a.unsqueeze(2) * b.unsqueeze(1)).flatten(1), (v, ph, a, b)
+    s0 = a.T.contiguous().unsqueeze(2) * b.unsqueeze(0)  # [d0, B, d1]: the column layout of layered_forward
+    return s0, (v, ph, a, b)
 
 
 def _half_sums(g: Tensor, psi: Tensor, half: _Half) -> tuple[Tensor, Tensor, Tensor]:
@@ -105,16 +108,14 @@ def _half_sums(g: Tensor, psi: Tensor, half: _Half) -> tuple[Tensor, Tensor, Ten
 
 
 def chen_product_back(g: Tensor, saved: tuple, plan: LayeredPlan) -> Tensor:
-    """Gradient ``[B, n]`` of ``v`` from that of ``psi_0`` (``g [B, 2**n]``); see the module docstring.
+    """Gradient ``[B, n]`` of ``v`` from that of ``psi_0`` (``g [d0, B, d1]``); see the module docstring.
 
     The gradient of each half (``g_a = g conj(b)``, ``g_b = g^T conj(a)``) carries everything its
     wires need: ``d psi_0 / d v_w = (M_w a) (x) b`` for a wire of the first half.
     """
     v, ph, a, b = saved
-    d0, d1 = plan.split
-    g2 = g.view(-1, d0, d1)
-    ga = (g2 @ b.conj().unsqueeze(2)).squeeze(2)
-    gb = (a.conj().unsqueeze(1) @ g2).squeeze(1)
+    ga = (g * b.conj().unsqueeze(0)).sum(-1).T  # [B, d0]
+    gb = (g * a.conj().T.unsqueeze(2)).sum(0)  # [B, d1]
     parts = [_half_sums(ga, a, plan.halves[0]), _half_sums(gb, b, plan.halves[1])]
     diag, s0, s1 = (torch.cat(t, 1) for t in zip(*parts))
     v2 = v * v
@@ -143,7 +144,8 @@ def layered_plan(bound, n: int) -> LayeredPlan | None:
         probe = torch.linspace(-2.0, 1.5, 3 * n, dtype=rd, device=bound.device).reshape(3, n)
         with torch.no_grad():
             try:
-                ok = torch.allclose(bound.encode(probe), chen_product_state(probe, plan)[0], atol=1e-5)
+                mine = chen_product_state(probe, plan)[0].transpose(0, 1).reshape(3, -1)  # [B, D]
+                ok = torch.allclose(bound.encode(probe), mine, atol=1e-5)
             except Exception:  # an encoding this check cannot evaluate: not the Chen encoding
                 ok = False
         cache[key] = plan if ok else None
@@ -201,14 +203,12 @@ class FusedLayeredQLSTM(torch.autograd.Function):
         for t in range(len(steps) - 1, -1, -1):
             esave, phi, sv, sf, si, so, tg, c_prev, tc, esave2, phi2, sv2 = steps[t]
             gp = torch.stack([gh, g_out[:, t]])  # [2, B, H]
-            gphi2 = 2 * (gp @ pp.signs.T) * phi2
-            gpsi2 = layered_backward(gphi2, pp.stages, ap, cp, sv2, pp.split, acc=acc_p)[0]
+            gpsi2 = layered_backward(probs_back(gp, phi2, pp.signs), pp.stages, ap, cp, sv2, pp.split, acc=acc_p)[0]
             gu = chen_product_back(gpsi2.sum(0), esave2, pp)
             gcc = gc + gu * so * (1 - tc * tc)
             gg = torch.stack([gcc * c_prev * _sig_grad(sf), gcc * tg * _sig_grad(si),
                               gcc * si * (1 - tg * tg), gu * tc * _sig_grad(so)])  # [4, B, H]
-            gphi = 2 * (gg @ pg.signs.T) * phi
-            gpsi = layered_backward(gphi, pg.stages, ag, cg, sv, pg.split, acc=acc_g)[0]
+            gpsi = layered_backward(probs_back(gg, phi, pg.signs), pg.stages, ag, cg, sv, pg.split, acc=acc_g)[0]
             gv = chen_product_back(gpsi.sum(0), esave, pg)
             gx[t] = gv[:, :n_in]
             gh, gc = gv[:, n_in:], gcc * sf
