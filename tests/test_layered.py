@@ -32,7 +32,7 @@ def _both_paths(prog, w, x, probe):
     return out[True], out[False]
 
 
-@pytest.mark.parametrize("n", [7, 8])
+@pytest.mark.parametrize("n", [5, 6, 7, 8])
 @pytest.mark.parametrize("template", ["chen", "basic_entangler", "strongly_entangling"])
 @pytest.mark.parametrize("groups", [(), (4,), (2, 3)])
 def test_layered_matches_autograd_path(n, template, groups):
@@ -76,9 +76,9 @@ def test_layered_with_phased_permutation_and_partial_layers():
 
 
 def test_layered_not_taken_where_it_does_not_apply():
-    # a weight-dependent two-qubit gate, a non-monomial constant gate, and a 6-qubit register
+    # a weight-dependent two-qubit gate, a non-monomial constant gate, 4 and 9 qubits
     for build, n in ((lambda c, w: c.crx(0, 1, w[0]), 7), (lambda c, w: c.h(3).ry(0, w[0]), 7),
-                     (lambda c, w: c.cnot(0, 1).ry(0, w[0]), 6)):
+                     (lambda c, w: c.cnot(0, 1).ry(0, w[0]), 4), (lambda c, w: c.cnot(0, 1).ry(0, w[0]), 9)):
         c = Circuit(n)
         x = c.inputs(n)
         for q in range(n):

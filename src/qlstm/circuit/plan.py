@@ -414,7 +414,7 @@ class Program:
     heisenberg_max_qubits: int = 4
     #: registers evaluated by :class:`~qlstm.circuit.layered.LayeredExpval` (wider than the
     #: Heisenberg picture, narrow enough for two Kronecker factors of at most 16 x 16)
-    layered_min_qubits: int = 7
+    layered_min_qubits: int = 5
     layered_max_qubits: int = 8
 
     _cache: dict = field(default_factory=dict, repr=False)
