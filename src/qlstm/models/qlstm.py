@@ -59,12 +59,11 @@ class QLSTM(nn.Module):
             (:data:`~qlstm.circuit.templates.VQC_TEMPLATES`) or a callable
             ``(n_qubits, n_layers) -> Circuit`` of weights only. The Chen encoding and
             the ``<Z>`` read-out stay.
-        compiled: run the fused recurrence (above) through ``torch.compile`` (needs a C++
-            compiler; the first call per input shape compiles for a minute or more). Measured
-            1.7x faster per step with one torch thread, 2x *slower* with two (docs/benchmarks.md):
-            for long trainings with ``threads=1`` only. Refused where the
-            fused recurrence cannot apply (adapter mode, noise, shots); a warning at the first
-            call where it does not apply for another reason.
+        compiled: run the 4-qubit fused recurrence (above) through ``torch.compile`` (needs a C++
+            compiler; the first call per input shape compiles for up to a minute or more).
+            Measured 1.6x to 1.7x faster per step (docs/benchmarks.md): for long trainings.
+            Refused where no fused recurrence can apply (adapter mode, noise, shots); a warning
+            at the first call where the 4-qubit one does not (the 5-8 qubit node then runs eager).
         mode: ``"faithful"`` -- :math:`v_t` is encoded straight into the gate VQCs
             (``n_qubits = input + hidden``, as in the authors' code); the gate VQCs
             measure ``<Z>`` on the first ``hidden_size`` wires; VQC5/VQC6 run on
