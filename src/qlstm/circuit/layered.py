@@ -39,7 +39,7 @@ import torch
 from .adjoint import _kron_grads, _kron_matrices, _kron_tree, _kron_tree_back, encode_backward, encode_forward
 
 __all__ = ["LayeredExpval", "KronFactors", "kron_factors", "kron_factors_back", "layered_forward",
-           "layered_backward", "probs_times", "probs_back", "split_of", "to_columns"]
+           "layered_backward", "probs_times", "probs_back", "split_of", "stack_factor_grads", "to_columns"]
 
 
 def split_of(n: int) -> tuple[int, int]:
@@ -166,16 +166,15 @@ def layered_backward(gs: torch.Tensor, stages: list, left: torch.Tensor, right: 
     """Reverse sweep of :func:`layered_forward`: ``(g_S [G, d0, B, d1], g_left, g_right)``.
 
     For ``Y = A M``, ``M = S C^T``: ``dA = dY M^H``, ``dM = A^H dY``, ``dC^T = S^H dM``,
-    ``dS = dM conj(C)``, each one matrix product over the whole batch. ``acc``: factor gradients
-    ``(g_left, g_right)`` to add to in place (backpropagation through time calls this once per step).
+    ``dS = dM conj(C)``, each one matrix product over the whole batch.
+
+    ``acc``: two lists of per-layer factor gradients (entries None until set) to add to, for
+    backpropagation through time; they are returned as they are (:func:`stack_factor_grads` makes
+    tensors of them). Without ``acc`` the factor gradients come back as ``[L, G, d, d]`` tensors.
     """
     d0, d1 = split
     groups, batch = gs.shape[0], gs.shape[-2]
-    if acc is not None:
-        g_left, g_right = acc
-    else:
-        g_left = torch.zeros_like(left) if want_factors else None
-        g_right = torch.zeros_like(right) if want_factors else None
+    lists = acc if acc is not None else ([None] * left.shape[0], [None] * right.shape[0])
     g = gs
     it = iter(reversed(saved))
     for st in reversed(stages):
@@ -190,10 +189,25 @@ def layered_backward(gs: torch.Tensor, stages: list, left: torch.Tensor, right: 
         gy = g.reshape(groups, d0, batch * d1)
         gm = torch.bmm(left[l].mH, gy)  # A^H dY
         if want_factors:
-            g_left[l] += torch.bmm(gy, m.view(groups, d0, batch * d1).mH)
-            g_right[l] += torch.bmm(sv.mH, gm.view(groups, d0 * batch, d1)).mT
+            _add(lists[0], l, torch.bmm(gy, m.view(groups, d0, batch * d1).mH))
+            _add(lists[1], l, torch.bmm(sv.mH, gm.view(groups, d0 * batch, d1)).mT)
         g = torch.bmm(gm.view(groups, d0 * batch, d1), right[l].conj()).view(groups, d0, batch, d1)
-    return g, g_left, g_right
+    if acc is not None:
+        return g, lists[0], lists[1]
+    if not want_factors:
+        return g, None, None
+    return (g, *stack_factor_grads(lists, left, right))
+
+
+def _add(grads: list, l: int, value: torch.Tensor) -> None:
+    grads[l] = value if grads[l] is None else grads[l] + value
+
+
+def stack_factor_grads(lists: tuple, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-layer gradient lists of :func:`layered_backward` as ``[L, G, d, d]`` tensors (zeros where unset)."""
+    def stack(grads, like):
+        return torch.stack([torch.zeros_like(like[0]) if gl is None else gl for gl in grads])
+    return stack(lists[0], left), stack(lists[1], right)
 
 
 def probs_times(s: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ..circuit.layered import (kron_factors, kron_factors_back, layered_backward, layered_forward, probs_back,
-                               probs_times, split_of)
+                               probs_times, split_of, stack_factor_grads)
 
 __all__ = ["FusedLayeredQLSTM", "LayeredPlan", "layered_plan", "chen_product_state"]
 
@@ -97,27 +97,34 @@ def chen_product_state(v: Tensor, plan: LayeredPlan) -> tuple[Tensor, tuple]:
 
 
 def _half_sums(g: Tensor, psi: Tensor, half: _Half) -> tuple[Tensor, Tensor, Tensor]:
-    """For the wires of one half (state ``psi [B, d]``, gradient ``g [B, d]``): ``Im sum_i z_w(i) conj(g_i) psi_i``
-    and ``sum_(i_w = a) conj(g_i) psi_(i ^ bit_w)`` for ``a = 0, 1``, each ``[B, m]``."""
+    """For the wires of one half (states ``psi [..., B, d]``, gradients ``g [..., B, d]``):
+    ``Im sum_i z_w(i) conj(g_i) psi_i`` and ``sum_(i_w = a) conj(g_i) psi_(i ^ bit_w)`` for
+    ``a = 0, 1``, each ``[..., B, m]``."""
     gc = g.conj()
     diag = ((gc * psi) @ half.zall).imag
-    m = half.bits.shape[0]
-    q = gc.unsqueeze(1) * torch.gather(psi.unsqueeze(1).expand(-1, m, -1), 2, half.flip.expand(psi.shape[0], -1, -1))
-    s01 = (q.transpose(0, 1) @ half.onehot).transpose(0, 1)  # [B, m, 2]
-    return diag, s01[..., 0], s01[..., 1]
+    m, d = half.bits.shape
+    flipped = torch.gather(psi.unsqueeze(-2).expand(*psi.shape[:-1], m, d), -1,
+                           half.flip.expand(*psi.shape[:-1], m, d))  # [..., B, m, d]
+    s01 = (gc.unsqueeze(-2) * flipped).unsqueeze(-2) @ half.onehot  # [..., B, m, 1, 2]
+    return diag, s01[..., 0, 0], s01[..., 0, 1]
 
 
 def chen_product_back(g: Tensor, saved: tuple, plan: LayeredPlan) -> Tensor:
     """Gradient ``[B, n]`` of ``v`` from that of ``psi_0`` (``g [d0, B, d1]``); see the module docstring.
 
     The gradient of each half (``g_a = g conj(b)``, ``g_b = g^T conj(a)``) carries everything its
-    wires need: ``d psi_0 / d v_w = (M_w a) (x) b`` for a wire of the first half.
+    wires need: ``d psi_0 / d v_w = (M_w a) (x) b`` for a wire of the first half. Halves of equal
+    size are handled as one batch.
     """
     v, ph, a, b = saved
     ga = (g * b.conj().unsqueeze(0)).sum(-1).T  # [B, d0]
     gb = (g * a.conj().T.unsqueeze(2)).sum(0)  # [B, d1]
-    parts = [_half_sums(ga, a, plan.halves[0]), _half_sums(gb, b, plan.halves[1])]
-    diag, s0, s1 = (torch.cat(t, 1) for t in zip(*parts))
+    if plan.split[0] == plan.split[1]:
+        diag, s0, s1 = _half_sums(torch.stack([ga, gb]), torch.stack([a, b]), plan.halves[0])  # [2, B, m]
+        diag, s0, s1 = (t.transpose(0, 1).reshape(v.shape) for t in (diag, s0, s1))
+    else:
+        parts = [_half_sums(ga, a, plan.halves[0]), _half_sums(gb, b, plan.halves[1])]
+        diag, s0, s1 = (torch.cat(t, 1) for t in zip(*parts))
     v2 = v * v
     d_th = 1 / (1 + v2)
     d_ph = 2 * v / (1 + v2 * v2)
@@ -197,8 +204,8 @@ class FusedLayeredQLSTM(torch.autograd.Function):
         g_out = torch.zeros(batch, len(steps), hidden, dtype=zeros.dtype, device=zeros.device) if g_out is None else g_out
         gh = zeros if gh is None else gh
         gc = zeros if gc is None else gc
-        acc_g = (torch.zeros_like(ag), torch.zeros_like(cg))
-        acc_p = (torch.zeros_like(ap), torch.zeros_like(cp))
+        acc_g = ([None] * ag.shape[0], [None] * cg.shape[0])
+        acc_p = ([None] * ap.shape[0], [None] * cp.shape[0])
         gx = [None] * len(steps)
         for t in range(len(steps) - 1, -1, -1):
             esave, phi, sv, sf, si, so, tg, c_prev, tc, esave2, phi2, sv2 = steps[t]
@@ -212,6 +219,6 @@ class FusedLayeredQLSTM(torch.autograd.Function):
             gv = chen_product_back(gpsi.sum(0), esave, pg)
             gx[t] = gv[:, :n_in]
             gh, gc = gv[:, n_in:], gcc * sf
-        gwg = kron_factors_back(*acc_g, w_gates, pg.n0) if ctx.needs_input_grad[3] else None
-        gwp = kron_factors_back(*acc_p, w_proc, pp.n0) if ctx.needs_input_grad[4] else None
+        gwg = kron_factors_back(*stack_factor_grads(acc_g, ag, cg), w_gates, pg.n0) if ctx.needs_input_grad[3] else None
+        gwp = kron_factors_back(*stack_factor_grads(acc_p, ap, cp), w_proc, pp.n0) if ctx.needs_input_grad[4] else None
         return (torch.stack(gx, 1) if ctx.needs_input_grad[0] else None, gh, gc, gwg, gwp, None, None)
