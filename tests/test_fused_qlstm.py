@@ -73,8 +73,10 @@ def test_chen_bloch_closed_form_and_its_derivative():
     torch.testing.assert_close(chen_bloch_back(g, saved), auto, atol=1e-13, rtol=0)
 
 
-def test_fused_float32_batch_first_false_and_continuation():
-    m = _model(1, 3, 2, dtype=torch.float32)
+@pytest.mark.parametrize("hidden,node", [(3, FusedFaithfulQLSTM), (6, FusedLayeredQLSTM)])
+def test_fused_float32_batch_first_false_and_continuation(hidden, node):
+    m = _model(1, hidden, 2, dtype=torch.float32)
+    assert m._fused_args()[0] is node
     x = torch.randn(4, 6, 1)
     out, (h, c) = m(x)
     m.fused = False
@@ -84,12 +86,12 @@ def test_fused_float32_batch_first_false_and_continuation():
     # six steps at once == three, then three more from the returned state
     a, state = m(x[:, :3])
     b, (h2, c2) = m(x[:, 3:], state)
-    torch.testing.assert_close(torch.cat([a, b], 1), out, atol=1e-6, rtol=0)
-    torch.testing.assert_close(h2, h, atol=1e-6, rtol=0)
-    tm = QLSTM(1, 3, n_layers=2, batch_first=False)
+    torch.testing.assert_close(torch.cat([a, b], 1), out, atol=1e-5, rtol=0)
+    torch.testing.assert_close(h2, h, atol=1e-5, rtol=0)
+    tm = QLSTM(1, hidden, n_layers=2, batch_first=False)
     tm.load_state_dict(m.state_dict())
     o_t, _ = tm(x.transpose(0, 1))
-    torch.testing.assert_close(o_t.transpose(0, 1), out, atol=1e-6, rtol=0)
+    torch.testing.assert_close(o_t.transpose(0, 1), out, atol=1e-5, rtol=0)
 
 
 def test_fused_path_is_skipped_where_it_does_not_apply():
@@ -189,17 +191,3 @@ def test_chen_product_state_and_its_derivative():
     (auto,) = torch.autograd.grad((g.conj() * ref).real.sum(), v)
     g_columns = g.view(3, *plan.split).transpose(0, 1)
     torch.testing.assert_close(chen_product_back(g_columns, saved, plan), auto, atol=1e-13, rtol=0)
-
-
-def test_layered_fused_float32_and_continuation():
-    m = _model(1, 6, 2, dtype=torch.float32)
-    x = torch.randn(4, 4, 1)
-    out, (h, c) = m(x)
-    m.fused = False
-    ref, _ = m(x)
-    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
-    m.fused = True
-    a, state = m(x[:, :2])
-    b, (h2, _) = m(x[:, 2:], state)
-    torch.testing.assert_close(torch.cat([a, b], 1), out, atol=1e-5, rtol=0)
-    torch.testing.assert_close(h2, h, atol=1e-5, rtol=0)
