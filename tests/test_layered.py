@@ -20,6 +20,7 @@ def _both_paths(prog, w, x, probe):
     try:
         for fused in (True, False):
             BoundProgram.fused = fused
+            prog.use_adjoint = fused  # the reference must not use FusedRun (n <= 6) either
             ww, xx = w.detach().requires_grad_(), x.detach().requires_grad_()
             bound = prog.bind(ww, dtype=torch.complex128)
             if fused:
@@ -29,6 +30,7 @@ def _both_paths(prog, w, x, probe):
             out[fused] = (e, gw, gx)
     finally:
         BoundProgram.fused = True
+        prog.use_adjoint = True
     return out[True], out[False]
 
 
@@ -104,3 +106,46 @@ def test_kron_factors_gradcheck():
     assert left.shape == (2, 3, 8, 8) and right.shape == (2, 3, 4, 4)
     ref = torch.kron(torch.kron(w[1, 0, 2], w[1, 1, 2]), w[1, 2, 2])
     assert torch.allclose(left[1, 2], ref)
+
+
+@pytest.mark.parametrize("n", [5, 7])
+def test_constant_gate_parameters_with_grouped_weights(n):
+    """A gate mixing weights and constants (``rot(w, 0.3, w)``) with grouped weights: each group
+    must equal its own single run, on the layered and on the reference path."""
+    c = Circuit(n)
+    x = c.inputs(n)
+    for q in range(n):
+        c.h(q).ry(q, atan(x[q]))
+    w = c.weights(2 * n)
+    for q in range(n):
+        c.cnot(q, (q + 1) % n)
+    for q in range(n):
+        c.rot(q, w[2 * q], 0.3, w[2 * q + 1])
+    c.expval_each("Z", range(n))
+    prog = compile_program(c)
+    weights = torch.randn(3, 2 * n, dtype=torch.float64)
+    xs = torch.randn(4, n, dtype=torch.float64)
+    try:
+        for fused in (True, False):
+            BoundProgram.fused = fused
+            prog.use_adjoint = fused
+            grouped = prog.bind(weights).expvals(xs)
+            for g in range(3):
+                single = prog.bind(weights[g]).expvals(xs)
+                torch.testing.assert_close(grouped[g], single, atol=1e-12, rtol=0)
+    finally:
+        BoundProgram.fused = True
+        prog.use_adjoint = True
+
+
+@pytest.mark.parametrize("n", [3, 5, 8])
+def test_second_derivatives_through_hand_written_backwards_are_refused(n):
+    """Heisenberg (3), layered (5, 8): the backward nodes read what the forward kept, so they refuse
+    a second derivative instead of returning a wrong one."""
+    c = chen_vqc(n, 1)
+    w = torch.randn(c.n_weights, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, n, dtype=torch.float64, requires_grad=True)
+    e = compile_program(c).bind(w).expvals(x)
+    (g,) = torch.autograd.grad(e.sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="no second derivative"):
+        g.sum().backward()

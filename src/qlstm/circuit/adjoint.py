@@ -24,6 +24,7 @@ test checks that values and gradients agree.
 from __future__ import annotations
 
 import torch
+from ._autograd import first_order_only
 
 from ..sim.gates import lookup
 
@@ -159,6 +160,7 @@ class FusedExpval(torch.autograd.Function):
         return e
 
     @staticmethod
+    @first_order_only
     def backward(ctx, ge):
         psi, phi, m, signs = ctx.saved_tensors
         batch = psi.shape[0]
@@ -256,6 +258,7 @@ class FusedRun(torch.autograd.Function):
         return m
 
     @staticmethod
+    @first_order_only
     def backward(ctx, gm):
         groups = ctx.saved_tensors
         n, plan = ctx.n, ctx.plan
@@ -301,7 +304,7 @@ def _kron_grads(g: torch.Tensor, conj_mats: list[torch.Tensor]) -> list[torch.Te
     ``dL/dM_w`` contracts ``dL/dK`` with the conjugates of the other factors.
     Splitting the factors in halves shares the work: contract the right half
     away once for all left factors and vice versa (``O(log k)`` levels of one
-    einsum each instead of one ``k``-operand einsum per factor).
+    product and sum each instead of one ``k``-operand contraction per factor).
     """
     if len(conj_mats) == 1:
         return [g]

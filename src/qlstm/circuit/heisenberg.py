@@ -32,6 +32,7 @@ from __future__ import annotations
 import torch
 
 from ..sim import kernels as K
+from ._autograd import first_order_only
 from .adjoint import _kron_tree, _kron_tree_back, _put_wires
 
 __all__ = [
@@ -296,6 +297,7 @@ class PauliExpval(torch.autograd.Function):
         return f @ t
 
     @staticmethod
+    @first_order_only
     def backward(ctx, g):
         f, t = ctx.saved_tensors
         gt = f.T @ g if ctx.needs_input_grad[1] else None
@@ -362,6 +364,7 @@ class BlochExpval(torch.autograd.Function):
         return f @ t
 
     @staticmethod
+    @first_order_only
     def backward(ctx, g):
         f, t = ctx.saved_tensors
         n = ctx.n
@@ -427,6 +430,7 @@ class TransferRows(torch.autograd.Function):
         return o
 
     @staticmethod
+    @first_order_only
     def backward(ctx, g):
         rots = ctx.saved_tensors
         grots = [torch.zeros_like(r) for r in rots]

@@ -1,6 +1,6 @@
 r"""Hand-written forward/backward for medium registers (5 to 8 qubits) in *layered* form.
 
-At 7 or 8 qubits a QLSTM's VQCs are too wide for the Heisenberg picture (``4**n``
+From 5 qubits on a QLSTM's VQCs are too wide for the Heisenberg picture (``4**n``
 features per sample) and a fused ``2**n x 2**n`` unitary is expensive to multiply out,
 but their weight part is still a short list of
 
@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import torch
 
+from ._autograd import first_order_only
 from .adjoint import _kron_grads, _kron_matrices, _kron_tree, _kron_tree_back, encode_backward, encode_forward
 
 __all__ = ["LayeredExpval", "KronFactors", "kron_factors", "kron_factors_back", "layered_forward",
@@ -85,20 +86,18 @@ class KronFactors(torch.autograd.Function):
         return kron_factors_back(g_left, g_right, w, ctx.n0), None
 
 
-# full gather indices of a permutation stage in the column layout, per batch size
-_PERM_CACHE: dict = {}
-
-
 def _perm_full(st, batch: int, split: tuple[int, int]):
     """``(index, inverse, phase)`` of permutation stage ``st`` on a flattened column-layout state.
 
     The state ``S [d0, B, d1]`` holds amplitude ``(i, k)`` of sample ``b`` at ``i*B*d1 + b*d1 + k``;
     ``psi'[j] = psi[index[j]] * phase[j]`` becomes a gather with ``index`` expanded over the batch.
+    Built once per batch size and kept in the stage's own dict (``st[4]``), so it lives as long as
+    the compiled program.
     """
-    key = (id(st[1]), batch)
-    hit = _PERM_CACHE.get(key)
-    if hit is not None and hit[0] is st[1]:
-        return hit[1]
+    cache = st[4]
+    hit = cache.get(batch)
+    if hit is not None:
+        return hit
     d0, d1 = split
     dev = st[1].device
 
@@ -108,10 +107,7 @@ def _perm_full(st, batch: int, split: tuple[int, int]):
         return ((i2 // d1) * (batch * d1) + b * d1 + i2 % d1).reshape(-1)
 
     phase = None if st[2] is None else st[2].view(d0, 1, d1)
-    out = (full(st[1]), full(st[3]), phase)
-    if len(_PERM_CACHE) > 256:
-        _PERM_CACHE.clear()
-    _PERM_CACHE[key] = (st[1], out)
+    cache[batch] = out = (full(st[1]), full(st[3]), phase)
     return out
 
 
@@ -135,7 +131,7 @@ def layered_forward(s: torch.Tensor, stages: list, left: torch.Tensor, right: to
     this layout both products of a layer, ``M = S C^T`` (``[G, d0*B, d1] @ [G, d1, d1]``) and
     ``Y = A M`` (``[G, d0, d0] @ [G, d0, B*d1]``), are single matrix products without copies.
 
-    ``stages``: ``("perm", index, phase_or_None, inverse)`` or ``("layer", l)`` (factors
+    ``stages``: ``("perm", index, phase_or_None, inverse, cache_dict)`` or ``("layer", l)`` (factors
     ``left[l] [G, d0, d0]``, ``right[l] [G, d1, d1]``).
     """
     d0, d1 = split
@@ -250,6 +246,7 @@ class LayeredExpval(torch.autograd.Function):
         return probs_times(phi, signs)
 
     @staticmethod
+    @first_order_only
     def backward(ctx, ge):
         phi, signs, left, right = ctx.saved_tensors
         want = ctx.needs_input_grad[5] or ctx.needs_input_grad[6]

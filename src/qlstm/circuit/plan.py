@@ -141,7 +141,12 @@ class _Group:
         rdtype = torch.float64 if cdtype == torch.complex128 else torch.float32
         if spec.num_params == 0:
             return spec.matrix((), dtype=cdtype, device=device).expand(len(self.wires), 2, 2)
-        params = torch.broadcast_tensors(*[s.evaluate(x, w, rdtype, device) for s in self.slots])
+        vals = [s.evaluate(x, w, rdtype, device) for s in self.slots]
+        # every slot is [m, *batch]: align on the gate axis before broadcasting (a constant slot [m]
+        # against weights [m, *G, 1], or inputs [m, B] against weights [m, *G, 1])
+        nd = max(v.dim() for v in vals)
+        vals = [v if v.dim() == nd else v.reshape(v.shape[0], *([1] * (nd - v.dim())), *v.shape[1:]) for v in vals]
+        params = torch.broadcast_tensors(*vals)
         return spec.matrix(list(params), dtype=cdtype, device=device)
 
 
@@ -533,7 +538,7 @@ class Program:
             ops = part.operators(dtype, device)  # a block of constant gates: one gather, or not monomial
             if any(op[0] != "perm" for op in ops):
                 return None
-            stages.extend(ops)
+            stages.extend((*op, {}) for op in ops)  # the dict: full gather indices per batch size
         return stages
 
     def transfer_table(self, w, dtype, device, ops: list | None = None) -> torch.Tensor:
@@ -620,7 +625,8 @@ class BoundProgram:
         Lets one bind of ``[6, n_weights]`` serve the four gate VQCs and the
         two processing VQCs of a QLSTM cell separately: the weight-only work
         (the fused matrices, or the Pauli transfer table) is done once for all
-        groups and cut.
+        groups and cut. On the layered path each subset builds its own (small)
+        Kronecker factors from its weights.
         """
         if self.weights is None or self.weights.dim() < 3:
             raise CircuitError("subset() needs grouped weights [G, n_weights]")
@@ -732,7 +738,13 @@ class BoundProgram:
         if w is not None and w.dim() > 1:
             for size in w.shape[:-2]:
                 groups *= size
-        mats = [grp.matrices(None, w, self.dtype, self.device).reshape(-1, groups, 2, 2) for grp in run.merged.groups]
+        mats = []
+        for grp in run.merged.groups:
+            mat = grp.matrices(None, w, self.dtype, self.device)
+            if mat.numel() != len(grp.wires) * groups * 4:
+                raise CircuitError(f"internal: gate matrices of shape {tuple(mat.shape)} for {len(grp.wires)} "
+                                   f"{grp.name} gates and {groups} weight groups")
+            mats.append(mat.reshape(-1, groups, 2, 2))
         eye = torch.eye(2, dtype=self.dtype, device=self.device).expand(1, groups, 2, 2)
         flat = torch.cat(mats + [eye])  # [m_total + 1, G, 2, 2]
         key = ("layer_index", str(self.device))

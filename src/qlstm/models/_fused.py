@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
+from ..circuit._autograd import first_order_only
 from ..circuit.heisenberg import bloch_features, bloch_features_back
 
 __all__ = ["FusedFaithfulQLSTM", "chen_heisenberg", "chen_heisenberg_tables", "chen_bloch"]
@@ -190,7 +190,7 @@ class FusedFaithfulQLSTM(torch.autograd.Function):
         return out, h, c
 
     @staticmethod
-    @once_differentiable
+    @first_order_only
     def backward(ctx, g_out, g_h, g_c):
         if ctx.compile:
             x, h0, c0, t_gates, t_proc = ctx.saved_tensors

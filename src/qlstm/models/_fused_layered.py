@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
+from ..circuit._autograd import first_order_only
 from ..circuit.layered import (kron_factors, kron_factors_back, layered_backward, layered_forward, probs_back,
                                probs_times, split_of, stack_factor_grads)
 
@@ -194,7 +194,7 @@ class FusedLayeredQLSTM(torch.autograd.Function):
         return torch.stack(outs, 1), h, c
 
     @staticmethod
-    @once_differentiable
+    @first_order_only
     def backward(ctx, g_out, gh, gc):
         w_gates, w_proc, ag, cg, ap, cp = ctx.saved_tensors
         pg, pp = ctx.plans
