@@ -201,6 +201,8 @@ def main(argv=None) -> int:
     p.add_argument("--cap", type=float, default=None, help="report a single step if one step exceeds this (s; 30)")
     p.add_argument("--budget", type=float, default=None, help="stop repeating after this many seconds (s; 30)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--tune-malloc", action="store_true",
+                   help="keep freed memory for reuse (qlstm.train.malloc.tune_malloc, what the qlstm CLI does)")
     p.add_argument("--omp-passive", action="store_true",
                    help="OMP_WAIT_POLICY=PASSIVE (read before argument parsing; for oversubscribed machines)")
     p.add_argument("--layers", type=int, default=2)
@@ -228,7 +230,13 @@ def main(argv=None) -> int:
     if device.type != "cpu":
         impls = [i for i in impls if i.startswith("qlstm")]
         log(f"device {device}: timing qlstm only")
+    if args.tune_malloc:
+        from qlstm.train.malloc import tune_malloc
+
+        if not tune_malloc():
+            raise SystemExit("--tune-malloc: mallopt is not available here (glibc only)")
     info = machine_info(args.threads)
+    info["malloc"] = "tuned (tune_malloc)" if args.tune_malloc else "default"
     info["command"] = "python benchmarks/bench_qlstm.py " + " ".join(argv if argv is not None else sys.argv[1:])
     info["device"] = str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     info["dtype"] = args.dtype

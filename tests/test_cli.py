@@ -94,3 +94,14 @@ def test_demo_runs_and_reports(capsys):
 def test_console_script_help():
     out = subprocess.run([sys.executable, "-m", "qlstm.cli", "simulate", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--shots" in out.stdout and "clbit 0" in out.stdout
+
+
+def test_tune_malloc_is_idempotent_and_reports_glibc():
+    import platform
+
+    from qlstm.train.malloc import tune_malloc
+
+    first = tune_malloc()
+    assert tune_malloc() is first
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert first is True

@@ -221,8 +221,8 @@ def probs_times(s: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
 def probs_back(ge: torch.Tensor, s: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
     """Gradient ``[G, d0, B, d1]`` of the column-layout states from that of :func:`probs_times`."""
     groups, d0, batch, d1 = s.shape
-    gp = torch.matmul(ge.unsqueeze(1), signs.view(d0, d1, -1).transpose(-1, -2))  # [G, d0, B, d1]
-    return 2 * gp * s
+    gp = (ge.reshape(groups * batch, -1) @ (2 * signs).T).view(groups, batch, d0, d1).transpose(1, 2)
+    return s * gp  # (s first: the product takes s's contiguous column layout)
 
 
 class LayeredExpval(torch.autograd.Function):
