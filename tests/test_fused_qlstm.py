@@ -196,3 +196,49 @@ def test_chen_product_state_and_its_derivative():
     (auto,) = torch.autograd.grad((g.conj() * ref).real.sum(), v)
     g_columns = g.view(3, *plan.split).transpose(0, 1)
     torch.testing.assert_close(chen_product_back(g_columns, saved, plan), auto, atol=1e-13, rtol=0)
+
+
+# -- adapter mode ------------------------------------------------------------------------------------------
+def _adapter(i, h, nq, template="chen", **kw):
+    return _model(i, h, 2, n_qubits=nq, mode="adapter", template=template, **kw)
+
+
+@pytest.mark.parametrize("i,h,nq,template", [(1, 2, 3, "chen"), (2, 3, 4, "strongly_entangling"),
+                                             (1, 3, 5, "chen"), (2, 4, 8, "basic_entangler")])
+def test_adapter_fused_equals_plain_autograd_path(i, h, nq, template):
+    m = _adapter(i, h, nq, template)
+    gen = torch.Generator().manual_seed(13)
+    x = torch.randn(3, 3, i, dtype=F64, generator=gen, requires_grad=True)
+    state = (torch.randn(1, 3, h, dtype=F64, generator=gen, requires_grad=True),
+             torch.randn(1, 3, h, dtype=F64, generator=gen, requires_grad=True))
+    assert m._fused_adapter_args() is not None
+    fast = _loss_and_grads(m, x, state)
+    m.fused = False
+    prog = m.vqc.bind().program
+    try:  # the reference: plain autograd through the statevector (no Heisenberg tables, no FusedRun)
+        BoundProgram.fused, BoundProgram.heisenberg, prog.use_adjoint = False, False, False
+        assert m._fused_adapter_args() is None
+        ref = _loss_and_grads(m, x, state)
+    finally:
+        BoundProgram.fused, BoundProgram.heisenberg, prog.use_adjoint = True, True, True
+    _assert_same(fast, ref, 1e-11)
+
+
+@pytest.mark.parametrize("nq", [3, 5])
+def test_adapter_fused_node_gradcheck(nq):
+    from qlstm.models._fused_adapter import FusedAdapterQLSTM
+
+    m = _adapter(1, 2, nq)
+    args = [a.detach().requires_grad_(True) if isinstance(a, torch.Tensor) else a for a in m._fused_adapter_args()]
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 2, 1, dtype=F64, generator=gen, requires_grad=True)
+    h0 = torch.randn(2, 2, dtype=F64, generator=gen, requires_grad=True)
+    c0 = torch.randn(2, 2, dtype=F64, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *a: FusedAdapterQLSTM.apply(*a, args[-1]), (x, h0, c0, *args[:-1]),
+                                    eps=1e-6, atol=1e-6)
+
+
+def test_adapter_fused_skipped_where_it_does_not_apply():
+    assert _adapter(1, 2, 3, noise="depolarizing:0.01:end")._fused_adapter_args() is None
+    assert _adapter(1, 2, 3, shots=100)._fused_adapter_args() is None
+    assert _adapter(1, 2, 9)._fused_adapter_args() is None  # past the layered node's 8 qubits

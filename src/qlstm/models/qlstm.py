@@ -30,6 +30,7 @@ from ..circuit.templates import chen_vqc
 from ..errors import InputError, QlstmError
 from ..nn import QuantumLayer
 from ._fused import FusedFaithfulQLSTM, chen_heisenberg, chen_heisenberg_tables
+from ._fused_adapter import FusedAdapterQLSTM
 from ._fused_layered import FusedLayeredQLSTM, layered_plan
 from .lstm import _check_finite, _fmt
 
@@ -45,6 +46,7 @@ class QLSTM(nn.Module):
     with a hand-written backward: in the Heisenberg picture when ``input_size + hidden_size <= 4``
     (:mod:`qlstm.models._fused`), as layered statevectors when both VQCs have 5 to 8 qubits
     (``hidden_size >= 5``, ``input_size + hidden_size <= 8``; :mod:`qlstm.models._fused_layered`).
+    Adapter mode with up to 8 qubits runs as one node too (:mod:`qlstm.models._fused_adapter`).
     Everything else runs step by step (``QLSTM.fused = False`` forces that, the path the nodes
     are tested against).
 
@@ -186,6 +188,21 @@ class QLSTM(nn.Module):
             return None
         return FusedLayeredQLSTM, (bg.layer_matrices(), bp.layer_matrices(), plan_g, plan_p)
 
+    def _fused_adapter_args(self):
+        """Arguments of :class:`~qlstm.models._fused_adapter.FusedAdapterQLSTM`, or None where it does not apply."""
+        if not (self.fused and self.mode == "adapter" and self.vqc.bindable and self.vqc._pure):
+            return None
+        bound, n = self.vqc.bind(), self.n_qubits
+        if chen_heisenberg(bound, n):
+            vqc, plan = bound._transfer().reshape(4**n, 6, n), None
+        else:
+            plan = layered_plan(bound, n)
+            if plan is None:
+                return None
+            vqc = bound.layer_matrices()
+        return (self.proj_gates.weight, self.proj_gates.bias, self.proj_process.weight, self.proj_process.bias,
+                self.out_weight, self.out_bias, vqc, plan)
+
     def _check(self, x: Tensor, state) -> tuple[Tensor, Tensor, Tensor]:
         if not isinstance(x, Tensor) or x.dim() != 3:
             raise InputError(
@@ -230,6 +247,12 @@ class QLSTM(nn.Module):
                 h = p[0]
                 outputs.append(p[1])
         else:
+            fused = self._fused_adapter_args()
+            if fused is not None:
+                out, h, c = FusedAdapterQLSTM.apply(x, h, c, *fused)
+                if not self.batch_first:
+                    out = out.transpose(0, 1)
+                return out, (h.unsqueeze(0), c.unsqueeze(0))
             gates, process = self._vqc_runner(self.vqc, slice(0, 4)), self._vqc_runner(self.vqc, slice(4, 6))
             w_g, b_g = self.out_weight[:4], self.out_bias[:4]
             w_p, b_p = self.out_weight[4:], self.out_bias[4:]

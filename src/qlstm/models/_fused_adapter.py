@@ -1,0 +1,183 @@
+r"""The adapter-mode QLSTM recurrence as one autograd node (up to 8 qubits).
+
+Adapter mode (:class:`~qlstm.models.qlstm.QLSTM` with ``mode="adapter"``) puts classical linear
+maps around one VQC shape with six weight copies: per step
+
+.. math::
+    q_t = W_g [x_t, h_{t-1}] + b_g,\quad e = \mathrm{VQC}_{1..4}(q_t),\quad
+    g_k = e_k O_k + o_k\ (k = 1..4),\quad c_t = \sigma(g_1) c_{t-1} + \sigma(g_2)\tanh(g_3),
+
+    u_t = \sigma(g_4)\tanh(c_t),\quad e' = \mathrm{VQC}_{5,6}(W_p u_t + b_p),\quad
+    h_t = e'_5 O_5 + o_5,\quad y_t = e'_6 O_6 + o_6.
+
+As in the faithful nodes (:mod:`._fused`, :mod:`._fused_layered`), nothing is recorded in the
+forward pass and the backward through time is written out. The VQCs are evaluated by one of two
+*evaluators* that share an interface (``forward(q, part) -> (e [C, B, n], saved)``,
+``backward(ge, saved, part) -> g_q``, gradients of their weight tensors accumulated per part):
+
+* :class:`_Heisenberg` (at most 4 qubits): Bloch vectors of the Chen encoding in closed form,
+  Pauli features, one product with the transfer table ``[4**n, 6, n]``;
+* :class:`_Layered` (5 to 8 qubits): the column-layout statevector of :mod:`qlstm.circuit.layered`.
+
+``part`` 0 is weight copies 0-3 (the gate VQCs), part 1 copies 4-5 (the processing VQCs).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..circuit._autograd import first_order_only
+from ..circuit.heisenberg import bloch_features, bloch_features_back
+from ..circuit.layered import (kron_factors, kron_factors_back, layered_backward, layered_forward, probs_back,
+                               probs_times, stack_factor_grads)
+from ._fused import chen_bloch, chen_bloch_back
+from ._fused_layered import chen_product_back, chen_product_state
+
+__all__ = ["FusedAdapterQLSTM"]
+
+_PARTS = (slice(0, 4), slice(4, 6))
+
+
+class _Heisenberg:
+    """VQC copies evaluated through the Pauli transfer table ``[4**n, 6, n]``."""
+
+    def __init__(self, table: Tensor):
+        self.table = table
+        self.flat = [table[:, p].reshape(table.shape[0], -1) for p in _PARTS]  # [4**n, C * n]
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a backward pass (gradcheck and ``retain_graph`` run it more than once)."""
+        self.grads = [None, None]
+
+    def forward(self, q: Tensor, part: int):
+        r, bsave = chen_bloch(q)
+        f, tree = bloch_features(r)
+        e = (f @ self.flat[part]).view(q.shape[0], -1, q.shape[1]).transpose(0, 1)  # [C, B, n]
+        return e, (bsave, f, tree)
+
+    def backward(self, ge: Tensor, saved, part: int) -> Tensor:
+        bsave, f, tree = saved
+        g2 = ge.transpose(0, 1).reshape(ge.shape[1], -1)  # [B, C * n]
+        gt = f.T @ g2
+        self.grads[part] = gt if self.grads[part] is None else self.grads[part] + gt
+        return chen_bloch_back(bloch_features_back(g2 @ self.flat[part].T, tree, ge.shape[2]), bsave)
+
+    def weight_grad(self) -> Tensor:
+        k = self.table.shape[0]
+        parts = [torch.zeros(k, p.stop - p.start, self.table.shape[2], dtype=self.table.dtype,
+                             device=self.table.device) if g is None else g.view(k, p.stop - p.start, -1)
+                 for g, p in zip(self.grads, _PARTS)]
+        return torch.cat(parts, 1)
+
+
+class _Layered:
+    """VQC copies evaluated as column-layout statevectors from the per-wire gate matrices ``[L, n, 6, 2, 2]``."""
+
+    def __init__(self, w: Tensor, plan):
+        self.w, self.plan = w, plan
+        a, c = kron_factors(w, plan.n0)
+        self.factors = [(a[:, p], c[:, p]) for p in _PARTS]
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a backward pass (gradcheck and ``retain_graph`` run it more than once)."""
+        n_layers = self.factors[0][0].shape[0]
+        self.acc = [([None] * n_layers, [None] * n_layers) for _ in _PARTS]
+
+    def forward(self, q: Tensor, part: int):
+        plan = self.plan
+        a, c = self.factors[part]
+        s0, esave = chen_product_state(q, plan)
+        phi, sv = layered_forward(s0, plan.stages, a, c, plan.split)
+        return probs_times(phi, plan.signs), (esave, phi, sv)
+
+    def backward(self, ge: Tensor, saved, part: int) -> Tensor:
+        plan = self.plan
+        esave, phi, sv = saved
+        a, c = self.factors[part]
+        gs = layered_backward(probs_back(ge, phi, plan.signs), plan.stages, a, c, sv, plan.split,
+                              acc=self.acc[part])[0]
+        return chen_product_back(gs.sum(0), esave, plan)
+
+    def weight_grad(self) -> Tensor:
+        grads = [stack_factor_grads(acc, *f) for acc, f in zip(self.acc, self.factors)]
+        ga = torch.cat([g[0] for g in grads], 1)
+        gc = torch.cat([g[1] for g in grads], 1)
+        return kron_factors_back(ga, gc, self.w, self.plan.n0)
+
+
+def _sig_grad(s: Tensor) -> Tensor:
+    return s * (1 - s)
+
+
+class FusedAdapterQLSTM(torch.autograd.Function):
+    """``apply(x [B, T, I], h0 [B, H], c0 [B, H], wg [n, I+H], bg [n], wp [n, H], bp [n],
+    w_out [6, n, H], b_out [6, 1, H], vqc, plan)`` -> ``(outputs [B, T, H], h_T, c_T)``.
+
+    ``vqc``: the transfer table ``[4**n, 6, n]`` (``plan`` None) or the per-wire gate matrices
+    ``[L, n, 6, 2, 2]`` with their :class:`~qlstm.models._fused_layered.LayeredPlan`.
+    """
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, wg, bg, wp, bp, w_out, b_out, vqc, plan):
+        ev = _Heisenberg(vqc) if plan is None else _Layered(vqc, plan)
+        h, c = h0, c0
+        outs, steps = [], []
+        for t in range(x.shape[1]):
+            v = torch.cat([x[:, t], h], 1)
+            e, s1 = ev.forward(torch.addmm(bg, v, wg.T), 0)  # [4, B, n]
+            g = torch.baddbmm(b_out[:4], e, w_out[:4])  # [4, B, H]
+            sf, si, so = torch.sigmoid(g[0]), torch.sigmoid(g[1]), torch.sigmoid(g[3])
+            tg = torch.tanh(g[2])
+            c_prev, c = c, sf * c + si * tg
+            tc = torch.tanh(c)
+            u = so * tc
+            e2, s2 = ev.forward(torch.addmm(bp, u, wp.T), 1)  # [2, B, n]
+            p = torch.baddbmm(b_out[4:], e2, w_out[4:])  # [2, B, H]
+            h = p[0]
+            outs.append(p[1])
+            steps.append((v, e, s1, sf, si, so, tg, c_prev, tc, u, e2, s2))
+        ctx.ev, ctx.steps, ctx.n_in = ev, steps, x.shape[2]
+        ctx.save_for_backward(wg, wp, w_out)
+        return torch.stack(outs, 1), h, c
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, g_out, gh, gc):
+        wg, wp, w_out = ctx.saved_tensors
+        ev, steps, n_in = ctx.ev, ctx.steps, ctx.n_in
+        ev.reset()
+        batch, hidden = steps[0][3].shape
+        zeros = torch.zeros(batch, hidden, dtype=wg.dtype, device=wg.device)
+        g_out = torch.zeros(batch, len(steps), hidden, dtype=wg.dtype, device=wg.device) if g_out is None else g_out
+        gh = zeros if gh is None else gh
+        gc = zeros if gc is None else gc
+        g_wg, g_bg = torch.zeros_like(wg), torch.zeros_like(wg[:, 0])
+        g_wp, g_bp = torch.zeros_like(wp), torch.zeros_like(wp[:, 0])
+        g_wout, g_bout = torch.zeros_like(w_out), torch.zeros(w_out.shape[0], 1, hidden, dtype=wg.dtype,
+                                                               device=wg.device)
+        gx = [None] * len(steps)
+        for t in range(len(steps) - 1, -1, -1):
+            v, e, s1, sf, si, so, tg, c_prev, tc, u, e2, s2 = steps[t]
+            gp = torch.stack([gh, g_out[:, t]])  # [2, B, H]
+            g_wout[4:] += e2.transpose(1, 2) @ gp
+            g_bout[4:] += gp.sum(1, keepdim=True)
+            gq2 = ev.backward(gp @ w_out[4:].transpose(1, 2), s2, 1)  # [B, n]
+            g_wp += gq2.T @ u
+            g_bp += gq2.sum(0)
+            gu = gq2 @ wp
+            gcc = gc + gu * so * (1 - tc * tc)
+            gg = torch.stack([gcc * c_prev * _sig_grad(sf), gcc * tg * _sig_grad(si),
+                              gcc * si * (1 - tg * tg), gu * tc * _sig_grad(so)])  # [4, B, H]
+            g_wout[:4] += e.transpose(1, 2) @ gg
+            g_bout[:4] += gg.sum(1, keepdim=True)
+            gq = ev.backward(gg @ w_out[:4].transpose(1, 2), s1, 0)  # [B, n]
+            g_wg += gq.T @ v
+            g_bg += gq.sum(0)
+            gv = gq @ wg
+            gx[t] = gv[:, :n_in]
+            gh, gc = gv[:, n_in:], gcc * sf
+        g_vqc = ev.weight_grad() if ctx.needs_input_grad[9] else None
+        return (torch.stack(gx, 1), gh, gc, g_wg, g_bg, g_wp, g_bp, g_wout, g_bout, g_vqc, None)
