@@ -108,10 +108,11 @@ def test_kron_factors_gradcheck():
     assert torch.allclose(left[1, 2], ref)
 
 
-@pytest.mark.parametrize("n", [5, 7])
+@pytest.mark.parametrize("n", [3, 5, 7])
 def test_constant_gate_parameters_with_grouped_weights(n):
     """A gate mixing weights and constants (``rot(w, 0.3, w)``) with grouped weights: each group
-    must equal its own single run, on the layered and on the reference path."""
+    must equal its own single run, on the fast path (Heisenberg at 3, layered at 5 and 7 qubits)
+    and on the reference path."""
     c = Circuit(n)
     x = c.inputs(n)
     for q in range(n):
@@ -127,14 +128,14 @@ def test_constant_gate_parameters_with_grouped_weights(n):
     xs = torch.randn(4, n, dtype=torch.float64)
     try:
         for fused in (True, False):
-            BoundProgram.fused = fused
+            BoundProgram.fused = BoundProgram.heisenberg = fused
             prog.use_adjoint = fused
             grouped = prog.bind(weights).expvals(xs)
             for g in range(3):
                 single = prog.bind(weights[g]).expvals(xs)
                 torch.testing.assert_close(grouped[g], single, atol=1e-12, rtol=0)
     finally:
-        BoundProgram.fused = True
+        BoundProgram.fused = BoundProgram.heisenberg = True
         prog.use_adjoint = True
 
 

@@ -141,13 +141,15 @@ class _Group:
         rdtype = torch.float64 if cdtype == torch.complex128 else torch.float32
         if spec.num_params == 0:
             return spec.matrix((), dtype=cdtype, device=device).expand(len(self.wires), 2, 2)
-        vals = [s.evaluate(x, w, rdtype, device) for s in self.slots]
-        # every slot is [m, *batch]: align on the gate axis before broadcasting (a constant slot [m]
-        # against weights [m, *G, 1], or inputs [m, B] against weights [m, *G, 1])
-        nd = max(v.dim() for v in vals)
-        vals = [v if v.dim() == nd else v.reshape(v.shape[0], *([1] * (nd - v.dim())), *v.shape[1:]) for v in vals]
-        params = torch.broadcast_tensors(*vals)
+        params = torch.broadcast_tensors(*self.params(x, w, rdtype, device))
         return spec.matrix(list(params), dtype=cdtype, device=device)
+
+    def params(self, x, w, rdtype, device) -> list[torch.Tensor]:
+        """Each parameter slot as ``[m, *batch]``, aligned on the gate axis so that they broadcast
+        (a constant slot ``[m]`` against weights ``[m, *G, 1]``, inputs ``[m, B]`` against weights)."""
+        vals = [s.evaluate(x, w, rdtype, device) for s in self.slots]
+        nd = max(v.dim() for v in vals)
+        return [v if v.dim() == nd else v.reshape(v.shape[0], *([1] * (nd - v.dim())), *v.shape[1:]) for v in vals]
 
 
 def _groups_by_name(gates: list[Gate]) -> list[_Group]:
@@ -356,7 +358,7 @@ class _WeightRun:
         rdtype = o.dtype
         rots = []
         for grp in self.merged.groups:
-            r = bloch_rotation(grp.name, [sl.evaluate(None, w, rdtype, device) for sl in grp.slots])
+            r = bloch_rotation(grp.name, grp.params(None, w, rdtype, device))
             if r is None:
                 r = so3_of(grp.matrices(None, w, cdtype, device))
             if w is not None and w.dim() > 1:
