@@ -96,8 +96,23 @@ def chen_heisenberg_tables(bound, n: int, compile: bool = False) -> Tensor | Non
     return table.reshape(table.shape[0], -1)
 
 
-def _sig_grad(s: Tensor) -> Tensor:
-    return s * (1 - s)
+def cell_forward(gf: Tensor, gi: Tensor, gg: Tensor, go: Tensor, c: Tensor):
+    """The LSTM update from the four gate pre-activations: ``(c_t, u = o * tanh(c_t), saved)``.
+
+    Shared by the fused recurrences (this module, :mod:`._fused_layered`, :mod:`._fused_adapter`).
+    """
+    sf, si, so, tg = torch.sigmoid(gf), torch.sigmoid(gi), torch.sigmoid(go), torch.tanh(gg)
+    c_new = sf * c + si * tg
+    tc = torch.tanh(c_new)
+    return c_new, so * tc, (sf, si, so, tg, c, tc)
+
+
+def cell_backward(gu: Tensor, gc: Tensor, saved) -> tuple[tuple[Tensor, Tensor, Tensor, Tensor], Tensor]:
+    """Gradients of the four pre-activations and of ``c_(t-1)`` from those of ``u`` and ``c_t``."""
+    sf, si, so, tg, c_prev, tc = saved
+    gcc = gc + gu * so * (1 - tc * tc)
+    grads = (gcc * c_prev * sf * (1 - sf), gcc * tg * si * (1 - si), gcc * si * (1 - tg * tg), gu * tc * so * (1 - so))
+    return grads, gcc * sf
 
 
 def _forward_steps(x, h0, c0, t_gates, t_proc, keep: bool):
@@ -111,18 +126,14 @@ def _forward_steps(x, h0, c0, t_gates, t_proc, keep: bool):
         r, bsave = chen_bloch(v)
         f, tree = bloch_features(r)
         g = (f @ t_gates).view(-1, 4, hidden)
-        sf, si, so = torch.sigmoid(g[:, 0]), torch.sigmoid(g[:, 1]), torch.sigmoid(g[:, 3])
-        tg = torch.tanh(g[:, 2])
-        c_prev, c = c, sf * c + si * tg
-        tc = torch.tanh(c)
-        u = so * tc
+        c, u, cell = cell_forward(g[:, 0], g[:, 1], g[:, 2], g[:, 3], c)
         r2, bsave2 = chen_bloch(u)
         f2, tree2 = bloch_features(r2)
         p = f2 @ t_proc  # [B, 2H]
         h = p[:, :hidden]
         outs.append(p[:, hidden:])
         if keep:
-            steps.append((bsave, f, tree, sf, si, so, tg, c_prev, tc, bsave2, f2, tree2))
+            steps.append((bsave, f, tree, cell, bsave2, f2, tree2))
     return torch.stack(outs, 1), h, c, steps
 
 
@@ -133,19 +144,18 @@ def _backward_steps(steps, n_in: int, n: int, t_gates, t_proc, g_out, gh, gc, wa
     g_tp = torch.zeros_like(t_proc) if want_tp else None
     gx = [None] * len(steps)
     for t in range(len(steps) - 1, -1, -1):
-        bsave, f, tree, sf, si, so, tg, c_prev, tc, bsave2, f2, tree2 = steps[t]
+        bsave, f, tree, cell, bsave2, f2, tree2 = steps[t]
         gp = torch.cat([gh, g_out[:, t]], 1)  # [B, 2H]
         if g_tp is not None:
             g_tp = g_tp + f2.T @ gp
         gu = chen_bloch_back(bloch_features_back(gp @ t_proc.T, tree2, hidden), bsave2)
-        gcc = gc + gu * so * (1 - tc * tc)
-        gg = torch.cat([gcc * c_prev * _sig_grad(sf), gcc * tg * _sig_grad(si),
-                        gcc * si * (1 - tg * tg), gu * tc * _sig_grad(so)], 1)  # [B, 4H]
+        grads, gc = cell_backward(gu, gc, cell)
+        gg = torch.cat(grads, 1)  # [B, 4H]
         if g_tg is not None:
             g_tg = g_tg + f.T @ gg
         gv = chen_bloch_back(bloch_features_back(gg @ t_gates.T, tree, n), bsave)
         gx[t] = gv[:, :n_in]
-        gh, gc = gv[:, n_in:], gcc * sf
+        gh = gv[:, n_in:]
     return torch.stack(gx, 1), gh, gc, g_tg, g_tp
 
 
@@ -197,7 +207,7 @@ class FusedFaithfulQLSTM(torch.autograd.Function):
         else:
             t_gates, t_proc = ctx.saved_tensors
         ref = t_gates
-        batch, hidden = (h0.shape if ctx.compile else ctx.steps[0][3].shape)
+        batch, hidden = (h0.shape if ctx.compile else ctx.steps[0][3][0].shape)
         steps = x.shape[1] if ctx.compile else len(ctx.steps)
         zeros = torch.zeros(batch, hidden, dtype=ref.dtype, device=ref.device)
         g_out = torch.zeros(batch, steps, hidden, dtype=ref.dtype, device=ref.device) if g_out is None else g_out

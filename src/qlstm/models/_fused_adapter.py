@@ -31,7 +31,7 @@ from ..circuit._autograd import first_order_only
 from ..circuit.heisenberg import bloch_features, bloch_features_back
 from ..circuit.layered import (kron_factors, kron_factors_back, layered_backward, layered_forward, probs_back,
                                probs_times, stack_factor_grads)
-from ._fused import chen_bloch, chen_bloch_back
+from ._fused import cell_backward, cell_forward, chen_bloch, chen_bloch_back
 from ._fused_layered import chen_product_back, chen_product_state
 
 __all__ = ["FusedAdapterQLSTM"]
@@ -108,10 +108,6 @@ class _Layered:
         return kron_factors_back(ga, gc, self.w, self.plan.n0)
 
 
-def _sig_grad(s: Tensor) -> Tensor:
-    return s * (1 - s)
-
-
 class FusedAdapterQLSTM(torch.autograd.Function):
     """``apply(x [B, T, I], h0 [B, H], c0 [B, H], wg [n, I+H], bg [n], wp [n, H], bp [n],
     w_out [6, n, H], b_out [6, 1, H], vqc, plan)`` -> ``(outputs [B, T, H], h_T, c_T)``.
@@ -129,16 +125,12 @@ class FusedAdapterQLSTM(torch.autograd.Function):
             v = torch.cat([x[:, t], h], 1)
             e, s1 = ev.forward(torch.addmm(bg, v, wg.T), 0)  # [4, B, n]
             g = torch.baddbmm(b_out[:4], e, w_out[:4])  # [4, B, H]
-            sf, si, so = torch.sigmoid(g[0]), torch.sigmoid(g[1]), torch.sigmoid(g[3])
-            tg = torch.tanh(g[2])
-            c_prev, c = c, sf * c + si * tg
-            tc = torch.tanh(c)
-            u = so * tc
+            c, u, cell = cell_forward(g[0], g[1], g[2], g[3], c)
             e2, s2 = ev.forward(torch.addmm(bp, u, wp.T), 1)  # [2, B, n]
             p = torch.baddbmm(b_out[4:], e2, w_out[4:])  # [2, B, H]
             h = p[0]
             outs.append(p[1])
-            steps.append((v, e, s1, sf, si, so, tg, c_prev, tc, u, e2, s2))
+            steps.append((v, e, s1, cell, u, e2, s2))
         ctx.ev, ctx.steps, ctx.n_in = ev, steps, x.shape[2]
         ctx.save_for_backward(wg, wp, w_out)
         return torch.stack(outs, 1), h, c
@@ -149,7 +141,7 @@ class FusedAdapterQLSTM(torch.autograd.Function):
         wg, wp, w_out = ctx.saved_tensors
         ev, steps, n_in = ctx.ev, ctx.steps, ctx.n_in
         ev.reset()
-        batch, hidden = steps[0][3].shape
+        batch, hidden = steps[0][3][0].shape
         zeros = torch.zeros(batch, hidden, dtype=wg.dtype, device=wg.device)
         g_out = torch.zeros(batch, len(steps), hidden, dtype=wg.dtype, device=wg.device) if g_out is None else g_out
         gh = zeros if gh is None else gh
@@ -160,17 +152,15 @@ class FusedAdapterQLSTM(torch.autograd.Function):
                                                                device=wg.device)
         gx = [None] * len(steps)
         for t in range(len(steps) - 1, -1, -1):
-            v, e, s1, sf, si, so, tg, c_prev, tc, u, e2, s2 = steps[t]
+            v, e, s1, cell, u, e2, s2 = steps[t]
             gp = torch.stack([gh, g_out[:, t]])  # [2, B, H]
             g_wout[4:] += e2.transpose(1, 2) @ gp
             g_bout[4:] += gp.sum(1, keepdim=True)
             gq2 = ev.backward(gp @ w_out[4:].transpose(1, 2), s2, 1)  # [B, n]
             g_wp += gq2.T @ u
             g_bp += gq2.sum(0)
-            gu = gq2 @ wp
-            gcc = gc + gu * so * (1 - tc * tc)
-            gg = torch.stack([gcc * c_prev * _sig_grad(sf), gcc * tg * _sig_grad(si),
-                              gcc * si * (1 - tg * tg), gu * tc * _sig_grad(so)])  # [4, B, H]
+            grads, gc = cell_backward(gq2 @ wp, gc, cell)
+            gg = torch.stack(grads)  # [4, B, H]
             g_wout[:4] += e.transpose(1, 2) @ gg
             g_bout[:4] += gg.sum(1, keepdim=True)
             gq = ev.backward(gg @ w_out[:4].transpose(1, 2), s1, 0)  # [B, n]
@@ -178,6 +168,6 @@ class FusedAdapterQLSTM(torch.autograd.Function):
             g_bg += gq.sum(0)
             gv = gq @ wg
             gx[t] = gv[:, :n_in]
-            gh, gc = gv[:, n_in:], gcc * sf
+            gh = gv[:, n_in:]
         g_vqc = ev.weight_grad() if ctx.needs_input_grad[9] else None
         return (torch.stack(gx, 1), gh, gc, g_wg, g_bg, g_wp, g_bp, g_wout, g_bout, g_vqc, None)

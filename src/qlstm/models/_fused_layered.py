@@ -34,6 +34,7 @@ from torch import Tensor
 from ..circuit._autograd import first_order_only
 from ..circuit.layered import (kron_factors, kron_factors_back, layered_backward, layered_forward, probs_back,
                                probs_times, split_of, stack_factor_grads)
+from ._fused import cell_backward, cell_forward
 
 __all__ = ["FusedLayeredQLSTM", "LayeredPlan", "layered_plan", "chen_product_state"]
 
@@ -159,10 +160,6 @@ def layered_plan(bound, n: int) -> LayeredPlan | None:
     return cache[key]
 
 
-def _sig_grad(s: Tensor) -> Tensor:
-    return s * (1 - s)
-
-
 class FusedLayeredQLSTM(torch.autograd.Function):
     """``apply(x [B, T, I], h0 [B, H], c0 [B, H], w_gates [L, I+H, 4, 2, 2], w_proc [L', H, 2, 2, 2],
     plan_gates, plan_proc)`` -> ``(outputs [B, T, H], h_T [B, H], c_T [B, H])``; see the module docstring.
@@ -179,16 +176,13 @@ class FusedLayeredQLSTM(torch.autograd.Function):
             psi, esave = chen_product_state(torch.cat([x[:, t], h], 1), pg)
             phi, sv = layered_forward(psi, pg.stages, ag, cg, pg.split)  # [4, B, D]
             g = probs_times(phi, pg.signs)  # [4, B, H]
-            sf, si, so = torch.sigmoid(g[0]), torch.sigmoid(g[1]), torch.sigmoid(g[3])
-            tg = torch.tanh(g[2])
-            c_prev, c = c, sf * c + si * tg
-            tc = torch.tanh(c)
-            psi2, esave2 = chen_product_state(so * tc, pp)
+            c, u, cell = cell_forward(g[0], g[1], g[2], g[3], c)
+            psi2, esave2 = chen_product_state(u, pp)
             phi2, sv2 = layered_forward(psi2, pp.stages, ap, cp, pp.split)  # [2, B, D']
             p = probs_times(phi2, pp.signs)  # [2, B, H]
             h = p[0]
             outs.append(p[1])
-            steps.append((esave, phi, sv, sf, si, so, tg, c_prev, tc, esave2, phi2, sv2))
+            steps.append((esave, phi, sv, cell, esave2, phi2, sv2))
         ctx.steps, ctx.plans, ctx.n_in, ctx.hidden = steps, (pg, pp), x.shape[2], hidden
         ctx.save_for_backward(w_gates, w_proc, ag, cg, ap, cp)
         return torch.stack(outs, 1), h, c
@@ -199,8 +193,8 @@ class FusedLayeredQLSTM(torch.autograd.Function):
         w_gates, w_proc, ag, cg, ap, cp = ctx.saved_tensors
         pg, pp = ctx.plans
         steps, n_in = ctx.steps, ctx.n_in
-        batch, hidden = steps[0][3].shape
-        zeros = torch.zeros(batch, hidden, dtype=steps[0][3].dtype, device=steps[0][3].device)
+        batch, hidden = steps[0][3][0].shape
+        zeros = torch.zeros(batch, hidden, dtype=steps[0][3][0].dtype, device=steps[0][3][0].device)
         g_out = torch.zeros(batch, len(steps), hidden, dtype=zeros.dtype, device=zeros.device) if g_out is None else g_out
         gh = zeros if gh is None else gh
         gc = zeros if gc is None else gc
@@ -208,17 +202,16 @@ class FusedLayeredQLSTM(torch.autograd.Function):
         acc_p = ([None] * ap.shape[0], [None] * cp.shape[0])
         gx = [None] * len(steps)
         for t in range(len(steps) - 1, -1, -1):
-            esave, phi, sv, sf, si, so, tg, c_prev, tc, esave2, phi2, sv2 = steps[t]
+            esave, phi, sv, cell, esave2, phi2, sv2 = steps[t]
             gp = torch.stack([gh, g_out[:, t]])  # [2, B, H]
             gpsi2 = layered_backward(probs_back(gp, phi2, pp.signs), pp.stages, ap, cp, sv2, pp.split, acc=acc_p)[0]
             gu = chen_product_back(gpsi2.sum(0), esave2, pp)
-            gcc = gc + gu * so * (1 - tc * tc)
-            gg = torch.stack([gcc * c_prev * _sig_grad(sf), gcc * tg * _sig_grad(si),
-                              gcc * si * (1 - tg * tg), gu * tc * _sig_grad(so)])  # [4, B, H]
+            grads, gc = cell_backward(gu, gc, cell)
+            gg = torch.stack(grads)  # [4, B, H]
             gpsi = layered_backward(probs_back(gg, phi, pg.signs), pg.stages, ag, cg, sv, pg.split, acc=acc_g)[0]
             gv = chen_product_back(gpsi.sum(0), esave, pg)
             gx[t] = gv[:, :n_in]
-            gh, gc = gv[:, n_in:], gcc * sf
+            gh = gv[:, n_in:]
         gwg = kron_factors_back(*stack_factor_grads(acc_g, ag, cg), w_gates, pg.n0) if ctx.needs_input_grad[3] else None
         gwp = kron_factors_back(*stack_factor_grads(acc_p, ap, cp), w_proc, pp.n0) if ctx.needs_input_grad[4] else None
         return (torch.stack(gx, 1) if ctx.needs_input_grad[0] else None, gh, gc, gwg, gwp, None, None)
