@@ -242,3 +242,7 @@ def test_adapter_fused_skipped_where_it_does_not_apply():
     assert _adapter(1, 2, 3, noise="depolarizing:0.01:end")._fused_adapter_args() is None
     assert _adapter(1, 2, 3, shots=100)._fused_adapter_args() is None
     assert _adapter(1, 2, 9)._fused_adapter_args() is None  # past the layered node's 8 qubits
+    for nq in (3, 6):  # no variational layers: nothing to fuse, the step-by-step path runs
+        m = _model(1, 2, 0, n_qubits=nq, mode="adapter")
+        assert m._fused_adapter_args() is None
+        assert m(torch.randn(2, 3, 1, dtype=F64))[0].shape == (2, 3, 2)

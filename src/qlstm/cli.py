@@ -427,9 +427,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if getattr(args, "shots", None) is not None and args.shots < 1:
         parser.error("--shots must be a positive integer")
-    from .train.malloc import tune_malloc
+    if argv is None:  # the console command (not main() called from Python, e.g. by the tests)
+        from .train.malloc import tune_malloc
 
-    tune_malloc()  # keep freed memory for reuse: large-batch steps otherwise page it back in every time
+        tune_malloc()  # keep freed memory for reuse: large-batch steps otherwise page it back in every time
     try:
         return args.func(args)
     except BrokenPipeError:  # `qlstm ... | head`: the reader went away

@@ -29,8 +29,8 @@ class _Refuse(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         raise RuntimeError(f"qlstm: {ctx.name} has a hand-written backward and no second derivative; "
-                           "for higher derivatives turn the fast path off (BoundProgram.fused = False, "
-                           "QLSTM.fused = False) and use plain autograd")
+                           "for higher derivatives turn the fast paths off (QLSTM.fused = False, "
+                           "BoundProgram.fused = False, BoundProgram.heisenberg = False) and use plain autograd")
 
 
 def first_order_only(backward):

@@ -92,7 +92,9 @@ class QLSTM(nn.Module):
         (torch.Size([16, 4, 3]), torch.Size([1, 16, 3]))
     """
 
-    #: run faithful mode through :class:`~qlstm.models._fused.FusedFaithfulQLSTM` where it applies
+    #: run the recurrence as one autograd node where it applies (faithful mode:
+    #: :mod:`~qlstm.models._fused`, :mod:`~qlstm.models._fused_layered`; adapter mode:
+    #: :mod:`~qlstm.models._fused_adapter`); False: step by step
     fused = True
 
     def __init__(
@@ -193,6 +195,9 @@ class QLSTM(nn.Module):
         if not (self.fused and self.mode == "adapter" and self.vqc.bindable and self.vqc._pure):
             return None
         bound, n = self.vqc.bind(), self.n_qubits
+        w = bound.weights
+        if w is None or w.dim() < 3 or w.shape[-1] == 0:  # no variational layers: no weight copies to fuse
+            return None
         if chen_heisenberg(bound, n):
             vqc, plan = bound._transfer().reshape(4**n, 6, n), None
         else:
