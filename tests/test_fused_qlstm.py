@@ -1,4 +1,4 @@
-"""The fused faithful-QLSTM recurrences (qlstm.models._fused, qlstm.models._fused_layered) against the
+"""The fused QLSTM recurrences (qlstm.models._fused, _fused_general, _fused_adapter) against the
 step-by-step autograd path."""
 
 import pytest
@@ -6,8 +6,8 @@ import torch
 
 from qlstm.circuit.plan import BoundProgram
 from qlstm.models._fused import FusedFaithfulQLSTM, chen_bloch, chen_bloch_back, chen_heisenberg_tables
-from qlstm.models._fused_layered import (FusedLayeredQLSTM, LayeredPlan, chen_product_back, chen_product_state,
-                                         layered_plan)
+from qlstm.models._fused_general import FusedGeneralQLSTM
+from qlstm.models._fused_layered import LayeredPlan, chen_product_back, chen_product_state
 from qlstm.models.qlstm import QLSTM
 
 F64 = torch.float64
@@ -73,7 +73,7 @@ def test_chen_bloch_closed_form_and_its_derivative():
     torch.testing.assert_close(chen_bloch_back(g, saved), auto, atol=1e-13, rtol=0)
 
 
-@pytest.mark.parametrize("hidden,node", [(3, FusedFaithfulQLSTM), (6, FusedLayeredQLSTM)])
+@pytest.mark.parametrize("hidden,node", [(3, FusedFaithfulQLSTM), (6, FusedGeneralQLSTM)])
 def test_fused_float32_batch_first_false_and_continuation(hidden, node):
     m = _model(1, hidden, 2, dtype=torch.float32)
     assert m._fused_args()[0] is node
@@ -98,7 +98,7 @@ def test_fused_path_is_skipped_where_it_does_not_apply():
     assert _model(1, 2, noise="depolarizing:0.01:end")._fused_args() is None  # noisy: NoisyBound path
     assert _model(1, 2, shots=100)._fused_args() is None
     assert _model(1, 2, mode="adapter")._fused_args() is None
-    assert _model(2, 3)._fused_args() is None  # 5-qubit gates, 3-qubit processing: neither node takes both
+    assert _model(2, 3)._fused_args()[0] is FusedGeneralQLSTM  # mixed: layered gates, Heisenberg processing
     assert _model(1, 8)._fused_args() is None  # 9 qubits: past the layered node's 8
 
 
@@ -137,41 +137,42 @@ def test_second_derivatives_through_the_fused_node_are_refused():
 
 # -- 5 to 8 qubits: the statevector node ------------------------------------------------------------------
 @pytest.mark.parametrize("i,h,t,template", [(1, 7, 3, "chen"), (2, 6, 2, "chen"), (1, 6, 3, "strongly_entangling"),
-                                            (3, 5, 2, "basic_entangler"), (1, 5, 4, "chen")])
+                                            (3, 5, 2, "basic_entangler"), (1, 5, 4, "chen"),
+                                            # mixed: 5-qubit gate VQCs (layered), 3- and 1-qubit processing (Heisenberg)
+                                            (2, 3, 3, "chen"), (4, 1, 2, "strongly_entangling")])
 def test_layered_fused_equals_plain_autograd_path(i, h, t, template):
     m = _model(i, h, 2, template=template)
     gen = torch.Generator().manual_seed(11)
     x = torch.randn(3, t, i, dtype=F64, generator=gen, requires_grad=True)
     state = (torch.randn(1, 3, h, dtype=F64, generator=gen, requires_grad=True),
              torch.randn(1, 3, h, dtype=F64, generator=gen, requires_grad=True))
-    assert m._fused_args()[0] is FusedLayeredQLSTM
+    assert m._fused_args()[0] is FusedGeneralQLSTM
     fast = _loss_and_grads(m, x, state)
     m.fused = False
     progs = [m.gates.bind().program, m.process.bind().program]
-    try:
-        BoundProgram.fused = False  # the reference: plain autograd through the statevector
+    try:  # the reference: plain autograd through the statevector (no Heisenberg tables, no FusedRun)
+        BoundProgram.fused = BoundProgram.heisenberg = False
         for prog in progs:
-            prog.use_adjoint = False  # not FusedRun either (it multiplies out n <= 6 runs)
+            prog.use_adjoint = False
         ref = _loss_and_grads(m, x, state)
     finally:
-        BoundProgram.fused = True
+        BoundProgram.fused = BoundProgram.heisenberg = True
         for prog in progs:
             prog.use_adjoint = True
     _assert_same(fast, ref, 1e-11)
 
 
-def test_layered_fused_node_gradcheck():
-    m = _model(1, 5, 1)
-    bg, bp = m.gates.bind(), m.process.bind()
-    pg, pp = layered_plan(bg, 6), layered_plan(bp, 5)
-    assert pg is not None and pp is not None
-    wg = bg.layer_matrices().detach().requires_grad_(True)
-    wp = bp.layer_matrices().detach().requires_grad_(True)
+@pytest.mark.parametrize("i,h", [(1, 5), (3, 2)])  # layered + layered; layered gates + Heisenberg processing
+def test_general_fused_node_gradcheck(i, h):
+    m = _model(i, h, 1)
+    node, args = m._fused_args()
+    assert node is FusedGeneralQLSTM
+    vg, vp = (a.detach().requires_grad_(True) for a in args[:2])
     gen = torch.Generator().manual_seed(4)
-    x = torch.randn(2, 2, 1, dtype=F64, generator=gen, requires_grad=True)
-    h0 = torch.randn(2, 5, dtype=F64, generator=gen, requires_grad=True)
-    c0 = torch.randn(2, 5, dtype=F64, generator=gen, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda *a: FusedLayeredQLSTM.apply(*a, pg, pp), (x, h0, c0, wg, wp),
+    x = torch.randn(2, 2, i, dtype=F64, generator=gen, requires_grad=True)
+    h0 = torch.randn(2, h, dtype=F64, generator=gen, requires_grad=True)
+    c0 = torch.randn(2, h, dtype=F64, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *a: FusedGeneralQLSTM.apply(*a, *args[2:]), (x, h0, c0, vg, vp),
                                     eps=1e-6, atol=1e-6)
 
 

@@ -19,7 +19,7 @@ def _gen() -> torch.Generator:
 QUANTUM = [
     ("qlstm-faithful", lambda: build("qlstm", input_size=1, hidden_size=2, n_layers=1, generator=_gen(), dtype=F64),
      lambda: torch.randn(2, 3, 1, dtype=F64, generator=torch.Generator().manual_seed(1))),
-    # 6- and 5-qubit VQCs: the fused layered-statevector node (models/_fused_layered.py)
+    # 6- and 5-qubit VQCs: the fused node with layered-statevector evaluators (models/_fused_general.py)
     ("qlstm-faithful-6q", lambda: build("qlstm", input_size=1, hidden_size=5, n_layers=1, generator=_gen(), dtype=F64),
      lambda: torch.randn(2, 3, 1, dtype=F64, generator=torch.Generator().manual_seed(1))),
     ("qlstm-adapter", lambda: build("qlstm", input_size=2, hidden_size=2, n_qubits=3, mode="adapter", n_layers=1,

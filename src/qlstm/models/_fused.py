@@ -99,7 +99,7 @@ def chen_heisenberg_tables(bound, n: int, compile: bool = False) -> Tensor | Non
 def cell_forward(gf: Tensor, gi: Tensor, gg: Tensor, go: Tensor, c: Tensor):
     """The LSTM update from the four gate pre-activations: ``(c_t, u = o * tanh(c_t), saved)``.
 
-    Shared by the fused recurrences (this module, :mod:`._fused_layered`, :mod:`._fused_adapter`).
+    Shared by the fused recurrences (this module, :mod:`._fused_general`, :mod:`._fused_adapter`).
     """
     sf, si, so, tg = torch.sigmoid(gf), torch.sigmoid(gi), torch.sigmoid(go), torch.tanh(gg)
     c_new = sf * c + si * tg

@@ -10,16 +10,11 @@ maps around one VQC shape with six weight copies: per step
     u_t = \sigma(g_4)\tanh(c_t),\quad e' = \mathrm{VQC}_{5,6}(W_p u_t + b_p),\quad
     h_t = e'_5 O_5 + o_5,\quad y_t = e'_6 O_6 + o_6.
 
-As in the faithful nodes (:mod:`._fused`, :mod:`._fused_layered`), nothing is recorded in the
-forward pass and the backward through time is written out. The VQCs are evaluated by one of two
-*evaluators* that share an interface (``forward(q, part) -> (e [C, B, n], saved)``,
-``backward(ge, saved, part) -> g_q``, gradients of their weight tensors accumulated per part):
-
-* :class:`_Heisenberg` (at most 4 qubits): Bloch vectors of the Chen encoding in closed form,
-  Pauli features, one product with the transfer table ``[4**n, 6, n]``;
-* :class:`_Layered` (5 to 8 qubits): the column-layout statevector of :mod:`qlstm.circuit.layered`.
-
-``part`` 0 is weight copies 0-3 (the gate VQCs), part 1 copies 4-5 (the processing VQCs).
+As in the faithful nodes (:mod:`._fused`, :mod:`._fused_general`), nothing is recorded in the
+forward pass and the backward through time is written out. The VQCs are evaluated by one of the
+evaluators of :mod:`._evaluators` (the Pauli transfer table ``[4**n, 6, n]`` at most 4 qubits, the
+layered statevector at 5 to 8); part 0 is weight copies 0-3 (the gate VQCs), part 1 copies 4-5
+(the processing VQCs).
 """
 
 from __future__ import annotations
@@ -28,84 +23,12 @@ import torch
 from torch import Tensor
 
 from ..circuit._autograd import first_order_only
-from ..circuit.heisenberg import bloch_features, bloch_features_back
-from ..circuit.layered import (kron_factors, kron_factors_back, layered_backward, layered_forward, probs_back,
-                               probs_times, stack_factor_grads)
-from ._fused import cell_backward, cell_forward, chen_bloch, chen_bloch_back
-from ._fused_layered import chen_product_back, chen_product_state
+from ._evaluators import evaluator
+from ._fused import cell_backward, cell_forward
 
 __all__ = ["FusedAdapterQLSTM"]
 
-_PARTS = (slice(0, 4), slice(4, 6))
-
-
-class _Heisenberg:
-    """VQC copies evaluated through the Pauli transfer table ``[4**n, 6, n]``."""
-
-    def __init__(self, table: Tensor):
-        self.table = table
-        self.flat = [table[:, p].reshape(table.shape[0], -1) for p in _PARTS]  # [4**n, C * n]
-        self.reset()
-
-    def reset(self) -> None:
-        """Start a backward pass (gradcheck and ``retain_graph`` run it more than once)."""
-        self.grads = [None, None]
-
-    def forward(self, q: Tensor, part: int):
-        r, bsave = chen_bloch(q)
-        f, tree = bloch_features(r)
-        e = (f @ self.flat[part]).view(q.shape[0], -1, q.shape[1]).transpose(0, 1)  # [C, B, n]
-        return e, (bsave, f, tree)
-
-    def backward(self, ge: Tensor, saved, part: int) -> Tensor:
-        bsave, f, tree = saved
-        g2 = ge.transpose(0, 1).reshape(ge.shape[1], -1)  # [B, C * n]
-        gt = f.T @ g2
-        self.grads[part] = gt if self.grads[part] is None else self.grads[part] + gt
-        return chen_bloch_back(bloch_features_back(g2 @ self.flat[part].T, tree, ge.shape[2]), bsave)
-
-    def weight_grad(self) -> Tensor:
-        k = self.table.shape[0]
-        parts = [torch.zeros(k, p.stop - p.start, self.table.shape[2], dtype=self.table.dtype,
-                             device=self.table.device) if g is None else g.view(k, p.stop - p.start, -1)
-                 for g, p in zip(self.grads, _PARTS)]
-        return torch.cat(parts, 1)
-
-
-class _Layered:
-    """VQC copies evaluated as column-layout statevectors from the per-wire gate matrices ``[L, n, 6, 2, 2]``."""
-
-    def __init__(self, w: Tensor, plan):
-        self.w, self.plan = w, plan
-        a, c = kron_factors(w, plan.n0)
-        self.factors = [(a[:, p], c[:, p]) for p in _PARTS]
-        self.reset()
-
-    def reset(self) -> None:
-        """Start a backward pass (gradcheck and ``retain_graph`` run it more than once)."""
-        n_layers = self.factors[0][0].shape[0]
-        self.acc = [([None] * n_layers, [None] * n_layers) for _ in _PARTS]
-
-    def forward(self, q: Tensor, part: int):
-        plan = self.plan
-        a, c = self.factors[part]
-        s0, esave = chen_product_state(q, plan)
-        phi, sv = layered_forward(s0, plan.stages, a, c, plan.split)
-        return probs_times(phi, plan.signs), (esave, phi, sv)
-
-    def backward(self, ge: Tensor, saved, part: int) -> Tensor:
-        plan = self.plan
-        esave, phi, sv = saved
-        a, c = self.factors[part]
-        gs = layered_backward(probs_back(ge, phi, plan.signs), plan.stages, a, c, sv, plan.split,
-                              acc=self.acc[part])[0]
-        return chen_product_back(gs.sum(0), esave, plan)
-
-    def weight_grad(self) -> Tensor:
-        grads = [stack_factor_grads(acc, *f) for acc, f in zip(self.acc, self.factors)]
-        ga = torch.cat([g[0] for g in grads], 1)
-        gc = torch.cat([g[1] for g in grads], 1)
-        return kron_factors_back(ga, gc, self.w, self.plan.n0)
+_PARTS = (slice(0, 4), slice(4, 6))  # gate VQCs, processing VQCs
 
 
 class FusedAdapterQLSTM(torch.autograd.Function):
@@ -118,7 +41,7 @@ class FusedAdapterQLSTM(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, h0, c0, wg, bg, wp, bp, w_out, b_out, vqc, plan):
-        ev = _Heisenberg(vqc) if plan is None else _Layered(vqc, plan)
+        ev = evaluator(vqc, plan, _PARTS)
         h, c = h0, c0
         outs, steps = [], []
         for t in range(x.shape[1]):

@@ -1,27 +1,24 @@
-r"""The faithful-QLSTM recurrence at 5 to 8 qubits as one autograd node (statevector, layered form).
+r"""The Chen-encoded statevector of 5 to 8 qubits for the fused recurrences (layered form).
 
-The 4-qubit counterpart is :mod:`qlstm.models._fused` (Heisenberg picture). Here each VQC is
-simulated as a statevector with :func:`~qlstm.circuit.layered.layered_forward` (constant
-permutations and two-factor Kronecker layers, :mod:`qlstm.circuit.layered`); the whole recurrence
-runs without autograd recording, and the backward through time is written out by hand.
-
-Per step, with :math:`v = [x_t, h_{t-1}]` and the Chen encoding on every wire:
+Each VQC is simulated as a statevector with :func:`~qlstm.circuit.layered.layered_forward`
+(constant permutations and two-factor Kronecker layers, :mod:`qlstm.circuit.layered`); this module
+holds what the fused recurrences (:mod:`._fused_general`, :mod:`._fused_adapter`, through
+:class:`~qlstm.models._evaluators.LayeredVQC`) need on top of it: the plan of a bound VQC and the
+Chen encoding with its derivative.
 
 * each wire's vector in closed form, :math:`v_w = R_Z(\phi) R_Y(\theta) H|0\rangle` with
   :math:`\theta = \arctan v_w`, :math:`\phi = \arctan v_w^2`, and the product state
   :math:`\psi_0[i] = \prod_w v_w[i_w]` (a gather and a product over wires per half of the register);
-* the four gate VQCs as one layered call, ``[4, B, H]`` read-outs, the LSTM update, then the two
-  processing VQCs on ``o * tanh(c)``.
-
-Encoding backward: :math:`\partial\psi_0/\partial v_w = M_w \psi_0` with the one-qubit operator
-:math:`M_w = \theta' R_Z K R_Z^\dagger + \phi'(-iZ/2)` (:math:`K = -iY/2`), so
-:math:`\partial L/\partial v_w = \mathrm{Re}\sum_i \bar g_i (M_w\psi_0)_i` needs one bit-flip
-gather per half of the register (after contracting the other half away) instead of a Kronecker-tree sweep.
+* encoding backward: :math:`\partial\psi_0/\partial v_w = M_w \psi_0` with the one-qubit operator
+  :math:`M_w = \theta' R_Z K R_Z^\dagger + \phi'(-iZ/2)` (:math:`K = -iY/2`), so
+  :math:`\partial L/\partial v_w = \mathrm{Re}\sum_i \bar g_i (M_w\psi_0)_i` needs one bit-flip
+  gather per half of the register (after contracting the other half away) instead of a
+  Kronecker-tree sweep.
 
 Gradients reach the per-wire gate matrices ``[L, n, G, 2, 2]`` of the weight layers
 (:meth:`~qlstm.circuit.plan.BoundProgram.layer_matrices`), whose construction from the weights
 autograd handles. :func:`layered_plan` checks numerically that a bound VQC is this shape before
-the model uses the node; ``QLSTM.fused = False`` switches it off and the tests compare the paths.
+a model uses it.
 """
 
 from __future__ import annotations
@@ -31,12 +28,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..circuit._autograd import first_order_only
-from ..circuit.layered import (kron_factors, kron_factors_back, layered_backward, layered_forward, probs_back,
-                               probs_times, split_of, stack_factor_grads)
-from ._fused import cell_backward, cell_forward
+from ..circuit.layered import split_of
 
-__all__ = ["FusedLayeredQLSTM", "LayeredPlan", "layered_plan", "chen_product_state"]
+__all__ = ["LayeredPlan", "layered_plan", "chen_product_state", "chen_product_back"]
 
 _R2 = 0.5**0.5
 #: smallest register the node takes (4 qubits and fewer go to the Heisenberg-picture node)
@@ -158,60 +152,3 @@ def layered_plan(bound, n: int) -> LayeredPlan | None:
                 ok = False
         cache[key] = plan if ok else None
     return cache[key]
-
-
-class FusedLayeredQLSTM(torch.autograd.Function):
-    """``apply(x [B, T, I], h0 [B, H], c0 [B, H], w_gates [L, I+H, 4, 2, 2], w_proc [L', H, 2, 2, 2],
-    plan_gates, plan_proc)`` -> ``(outputs [B, T, H], h_T [B, H], c_T [B, H])``; see the module docstring.
-    """
-
-    @staticmethod
-    def forward(ctx, x, h0, c0, w_gates, w_proc, pg: LayeredPlan, pp: LayeredPlan):
-        ag, cg = kron_factors(w_gates, pg.n0)
-        ap, cp = kron_factors(w_proc, pp.n0)
-        hidden = h0.shape[1]
-        h, c = h0, c0
-        outs, steps = [], []
-        for t in range(x.shape[1]):
-            psi, esave = chen_product_state(torch.cat([x[:, t], h], 1), pg)
-            phi, sv = layered_forward(psi, pg.stages, ag, cg, pg.split)  # [4, B, D]
-            g = probs_times(phi, pg.signs)  # [4, B, H]
-            c, u, cell = cell_forward(g[0], g[1], g[2], g[3], c)
-            psi2, esave2 = chen_product_state(u, pp)
-            phi2, sv2 = layered_forward(psi2, pp.stages, ap, cp, pp.split)  # [2, B, D']
-            p = probs_times(phi2, pp.signs)  # [2, B, H]
-            h = p[0]
-            outs.append(p[1])
-            steps.append((esave, phi, sv, cell, esave2, phi2, sv2))
-        ctx.steps, ctx.plans, ctx.n_in, ctx.hidden = steps, (pg, pp), x.shape[2], hidden
-        ctx.save_for_backward(w_gates, w_proc, ag, cg, ap, cp)
-        return torch.stack(outs, 1), h, c
-
-    @staticmethod
-    @first_order_only
-    def backward(ctx, g_out, gh, gc):
-        w_gates, w_proc, ag, cg, ap, cp = ctx.saved_tensors
-        pg, pp = ctx.plans
-        steps, n_in = ctx.steps, ctx.n_in
-        batch, hidden = steps[0][3][0].shape
-        zeros = torch.zeros(batch, hidden, dtype=steps[0][3][0].dtype, device=steps[0][3][0].device)
-        g_out = torch.zeros(batch, len(steps), hidden, dtype=zeros.dtype, device=zeros.device) if g_out is None else g_out
-        gh = zeros if gh is None else gh
-        gc = zeros if gc is None else gc
-        acc_g = ([None] * ag.shape[0], [None] * cg.shape[0])
-        acc_p = ([None] * ap.shape[0], [None] * cp.shape[0])
-        gx = [None] * len(steps)
-        for t in range(len(steps) - 1, -1, -1):
-            esave, phi, sv, cell, esave2, phi2, sv2 = steps[t]
-            gp = torch.stack([gh, g_out[:, t]])  # [2, B, H]
-            gpsi2 = layered_backward(probs_back(gp, phi2, pp.signs), pp.stages, ap, cp, sv2, pp.split, acc=acc_p)[0]
-            gu = chen_product_back(gpsi2.sum(0), esave2, pp)
-            grads, gc = cell_backward(gu, gc, cell)
-            gg = torch.stack(grads)  # [4, B, H]
-            gpsi = layered_backward(probs_back(gg, phi, pg.signs), pg.stages, ag, cg, sv, pg.split, acc=acc_g)[0]
-            gv = chen_product_back(gpsi.sum(0), esave, pg)
-            gx[t] = gv[:, :n_in]
-            gh = gv[:, n_in:]
-        gwg = kron_factors_back(*stack_factor_grads(acc_g, ag, cg), w_gates, pg.n0) if ctx.needs_input_grad[3] else None
-        gwp = kron_factors_back(*stack_factor_grads(acc_p, ap, cp), w_proc, pp.n0) if ctx.needs_input_grad[4] else None
-        return (torch.stack(gx, 1) if ctx.needs_input_grad[0] else None, gh, gc, gwg, gwp, None, None)

@@ -31,7 +31,8 @@ from ..errors import InputError, QlstmError
 from ..nn import QuantumLayer
 from ._fused import FusedFaithfulQLSTM, chen_heisenberg, chen_heisenberg_tables
 from ._fused_adapter import FusedAdapterQLSTM
-from ._fused_layered import FusedLayeredQLSTM, layered_plan
+from ._fused_general import FusedGeneralQLSTM
+from ._fused_layered import layered_plan
 from .lstm import _check_finite, _fmt
 
 __all__ = ["QLSTM", "GATE_NAMES"]
@@ -39,13 +40,27 @@ __all__ = ["QLSTM", "GATE_NAMES"]
 GATE_NAMES = ("forget", "input", "candidate", "output")
 
 
+def _vqc_args(bound, n: int, copies: int):
+    """``(vqc, plan)`` of an :mod:`~qlstm.models._evaluators` evaluator for a bound Chen-encoded VQC
+    with ``copies`` weight copies (the transfer table and None at most 4 qubits, the gate matrices
+    and their plan at 5 to 8), or None where neither applies."""
+    w = bound.weights
+    if w is None or w.dim() < 3 or w.shape[-1] == 0:  # no variational layers: no weight copies to fuse
+        return None
+    if chen_heisenberg(bound, n):
+        return bound._transfer().reshape(4**n, copies, -1), None
+    plan = layered_plan(bound, n)
+    return None if plan is None else (bound.layer_matrices(), plan)
+
+
 class QLSTM(nn.Module):
     r"""Quantum LSTM (Chen, Yoo & Fang 2020) with six VQCs per cell.
 
     Speed: exact, noiseless faithful-mode models run the whole recurrence as one autograd node
     with a hand-written backward: in the Heisenberg picture when ``input_size + hidden_size <= 4``
-    (:mod:`qlstm.models._fused`), as layered statevectors when both VQCs have 5 to 8 qubits
-    (``hidden_size >= 5``, ``input_size + hidden_size <= 8``; :mod:`qlstm.models._fused_layered`).
+    (:mod:`qlstm.models._fused`), otherwise with each VQC group in the Heisenberg picture (at most
+    4 qubits) or as layered statevectors (5 to 8 qubits) when ``input_size + hidden_size <= 8``
+    (:mod:`qlstm.models._fused_general`).
     Adapter mode with up to 8 qubits runs as one node too (:mod:`qlstm.models._fused_adapter`).
     Everything else runs step by step (``QLSTM.fused = False`` forces that, the path the nodes
     are tested against).
@@ -93,7 +108,7 @@ class QLSTM(nn.Module):
     """
 
     #: run the recurrence as one autograd node where it applies (faithful mode:
-    #: :mod:`~qlstm.models._fused`, :mod:`~qlstm.models._fused_layered`; adapter mode:
+    #: :mod:`~qlstm.models._fused`, :mod:`~qlstm.models._fused_general`; adapter mode:
     #: :mod:`~qlstm.models._fused_adapter`); False: step by step
     fused = True
 
@@ -185,28 +200,20 @@ class QLSTM(nn.Module):
             warnings.warn("QLSTM(compiled=True): the compiled recurrence does not apply to this model (it needs "
                           "input_size + hidden_size <= 4 qubits); running uncompiled",
                           stacklevel=3)
-        plan_g, plan_p = layered_plan(bg, self.n_qubits), layered_plan(bp, self.hidden_size)
-        if plan_g is None or plan_p is None:
+        gates, process = _vqc_args(bg, self.n_qubits, 4), _vqc_args(bp, self.hidden_size, 2)
+        if gates is None or process is None:
             return None
-        return FusedLayeredQLSTM, (bg.layer_matrices(), bp.layer_matrices(), plan_g, plan_p)
+        return FusedGeneralQLSTM, (gates[0], process[0], gates[1], process[1])
 
     def _fused_adapter_args(self):
         """Arguments of :class:`~qlstm.models._fused_adapter.FusedAdapterQLSTM`, or None where it does not apply."""
         if not (self.fused and self.mode == "adapter" and self.vqc.bindable and self.vqc._pure):
             return None
-        bound, n = self.vqc.bind(), self.n_qubits
-        w = bound.weights
-        if w is None or w.dim() < 3 or w.shape[-1] == 0:  # no variational layers: no weight copies to fuse
+        vqc = _vqc_args(self.vqc.bind(), self.n_qubits, 6)
+        if vqc is None:
             return None
-        if chen_heisenberg(bound, n):
-            vqc, plan = bound._transfer().reshape(4**n, 6, n), None
-        else:
-            plan = layered_plan(bound, n)
-            if plan is None:
-                return None
-            vqc = bound.layer_matrices()
         return (self.proj_gates.weight, self.proj_gates.bias, self.proj_process.weight, self.proj_process.bias,
-                self.out_weight, self.out_bias, vqc, plan)
+                self.out_weight, self.out_bias, *vqc)
 
     def _check(self, x: Tensor, state) -> tuple[Tensor, Tensor, Tensor]:
         if not isinstance(x, Tensor) or x.dim() != 3:
