@@ -162,14 +162,48 @@ def bloch_rotation(name: str, params: list[torch.Tensor]) -> torch.Tensor | None
         theta, omega, phi = torch.broadcast_tensors(*params)
     else:
         return None
-    cs = torch.stack([phi, theta, omega])
-    (c1, c2, c3), (s1, s2, s3) = torch.cos(cs), torch.sin(cs)
+    return ZYZRotation.apply(phi, theta, omega)
+
+
+def _zyz(c1, s1, c2, s2, c3, s3) -> torch.Tensor:
     c2c1, c2s1 = c2 * c1, c2 * s1
     return torch.stack([
         c3 * c2c1 - s3 * s1, -c3 * c2s1 - s3 * c1, c3 * s2,
         s3 * c2c1 + c3 * s1, c3 * c1 - s3 * c2s1, s3 * s2,
         -s2 * c1, s2 * s1, c2,
     ], -1).unflatten(-1, (3, 3))
+
+
+class ZYZRotation(torch.autograd.Function):
+    """``R = R_z(omega) R_y(theta) R_z(phi)`` in SO(3), ``[..., 3, 3]``, with a closed-form backward.
+
+    Built once per forward pass for every ``Rot`` layer of a VQC; autograd over its dozen
+    elementwise operations costs more than the arithmetic. Derivatives: ``dR/dphi = R K_z``,
+    ``dR/domega = K_z R`` (``K_z`` the generator of z rotations) and ``dR/dtheta`` entry by entry.
+    """
+
+    @staticmethod
+    def forward(ctx, phi, theta, omega):
+        cs = torch.stack([phi, theta, omega])
+        (c1, c2, c3), (s1, s2, s3) = torch.cos(cs), torch.sin(cs)
+        r = _zyz(c1, s1, c2, s2, c3, s3)
+        ctx.save_for_backward(r, c1, s1, c2, s2, c3, s3)
+        return r
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, g):
+        r, c1, s1, c2, s2, c3, s3 = ctx.saved_tensors
+        # R K_z has columns (R[:, 1], -R[:, 0], 0); K_z R has rows (-R[1], R[0], 0)
+        g_phi = (g[..., :, 0] * r[..., :, 1] - g[..., :, 1] * r[..., :, 0]).sum(-1)
+        g_omega = (g[..., 1, :] * r[..., 0, :] - g[..., 0, :] * r[..., 1, :]).sum(-1)
+        d_theta = torch.stack([
+            -c3 * s2 * c1, c3 * s2 * s1, c3 * c2,
+            -s3 * s2 * c1, s3 * s2 * s1, s3 * c2,
+            -c2 * c1, c2 * s1, -s2,
+        ], -1).unflatten(-1, (3, 3))
+        g_theta = (g * d_theta).sum((-2, -1))
+        return g_phi, g_theta, g_omega
 
 
 def conjugate_rows(o: torch.Tensor, rot: torch.Tensor, wire: int, n: int) -> torch.Tensor:
