@@ -230,7 +230,9 @@ def test_adapter_fused_node_gradcheck(nq):
     from qlstm.models._fused_adapter import FusedAdapterQLSTM
 
     m = _adapter(1, 2, nq)
-    args = [a.detach().requires_grad_(True) if isinstance(a, torch.Tensor) else a for a in m._fused_adapter_args()]
+    node, args = m._fused_adapter_args()
+    assert node is FusedAdapterQLSTM
+    args = [a.detach().requires_grad_(True) if isinstance(a, torch.Tensor) else a for a in args]
     gen = torch.Generator().manual_seed(6)
     x = torch.randn(2, 2, 1, dtype=F64, generator=gen, requires_grad=True)
     h0 = torch.randn(2, 2, dtype=F64, generator=gen, requires_grad=True)

@@ -722,15 +722,14 @@ class BoundProgram:
     def layered_spec(self, min_qubits: int | None = None):
         """``(groups, stages)`` of :class:`~qlstm.circuit.layered.LayeredExpval` if this program
         fits it (:meth:`Program.layered_stages` and :meth:`_encoding_groups`), else None."""
-        if min_qubits is not None:
-            stages = self.program.layered_stages(self.dtype, self.device, min_qubits)
-            groups = None if stages is None else self._encoding_groups()
-            return None if groups is None else (groups, stages)
-        if not hasattr(self, "_layered_spec"):
-            stages = self.program.layered_stages(self.dtype, self.device)
-            groups = None if stages is None else self._encoding_groups()
-            self._layered_spec = None if groups is None else (groups, stages)
-        return self._layered_spec
+        if min_qubits is None and hasattr(self, "_layered_spec"):
+            return self._layered_spec
+        stages = self.program.layered_stages(self.dtype, self.device, min_qubits)
+        groups = None if stages is None else self._encoding_groups()
+        spec = None if groups is None else (groups, stages)
+        if min_qubits is None:  # the default range is what expvals uses: keep it for this bind
+            self._layered_spec = spec
+        return spec
 
     def layer_matrices(self) -> torch.Tensor:
         """The gate matrices of the weight layers as ``[L, n, G, 2, 2]`` (identity where a layer

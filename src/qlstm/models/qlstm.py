@@ -206,14 +206,14 @@ class QLSTM(nn.Module):
         return FusedGeneralQLSTM, (gates[0], process[0], gates[1], process[1])
 
     def _fused_adapter_args(self):
-        """Arguments of :class:`~qlstm.models._fused_adapter.FusedAdapterQLSTM`, or None where it does not apply."""
+        """``(FusedAdapterQLSTM, args)`` (:mod:`~qlstm.models._fused_adapter`), or None where it does not apply."""
         if not (self.fused and self.mode == "adapter" and self.vqc.bindable and self.vqc._pure):
             return None
         vqc = _vqc_args(self.vqc.bind(), self.n_qubits, 6)
         if vqc is None:
             return None
-        return (self.proj_gates.weight, self.proj_gates.bias, self.proj_process.weight, self.proj_process.bias,
-                self.out_weight, self.out_bias, *vqc)
+        return FusedAdapterQLSTM, (self.proj_gates.weight, self.proj_gates.bias, self.proj_process.weight,
+                                   self.proj_process.bias, self.out_weight, self.out_bias, *vqc)
 
     def _check(self, x: Tensor, state) -> tuple[Tensor, Tensor, Tensor]:
         if not isinstance(x, Tensor) or x.dim() != 3:
@@ -242,15 +242,15 @@ class QLSTM(nn.Module):
     # -- forward ---------------------------------------------------------------
     def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None):
         x, h, c = self._check(x, state)
+        fused = self._fused_args() if self.mode == "faithful" else self._fused_adapter_args()
+        if fused is not None:
+            node, args = fused
+            out, h, c = node.apply(x, h, c, *args)
+            if not self.batch_first:
+                out = out.transpose(0, 1)
+            return out, (h.unsqueeze(0), c.unsqueeze(0))
         outputs = []
         if self.mode == "faithful":
-            fused = self._fused_args()
-            if fused is not None:
-                node, args = fused
-                out, h, c = node.apply(x, h, c, *args)
-                if not self.batch_first:
-                    out = out.transpose(0, 1)
-                return out, (h.unsqueeze(0), c.unsqueeze(0))
             gates, process = self._vqc_runner(self.gates), self._vqc_runner(self.process)
             for t in range(x.shape[1]):
                 g = gates(torch.cat([x[:, t], h], dim=1))  # [4, B, hidden]
@@ -259,12 +259,6 @@ class QLSTM(nn.Module):
                 h = p[0]
                 outputs.append(p[1])
         else:
-            fused = self._fused_adapter_args()
-            if fused is not None:
-                out, h, c = FusedAdapterQLSTM.apply(x, h, c, *fused)
-                if not self.batch_first:
-                    out = out.transpose(0, 1)
-                return out, (h.unsqueeze(0), c.unsqueeze(0))
             gates, process = self._vqc_runner(self.vqc, slice(0, 4)), self._vqc_runner(self.vqc, slice(4, 6))
             w_g, b_g = self.out_weight[:4], self.out_bias[:4]
             w_p, b_p = self.out_weight[4:], self.out_bias[4:]
