@@ -76,7 +76,7 @@ def test_chen_bloch_closed_form_and_its_derivative():
 @pytest.mark.parametrize("hidden,node", [(3, FusedFaithfulQLSTM), (6, FusedGeneralQLSTM)])
 def test_fused_float32_batch_first_false_and_continuation(hidden, node):
     m = _model(1, hidden, 2, dtype=torch.float32)
-    assert m._fused_args()[0] is node
+    assert m._fused_args()[0] == node.apply
     x = torch.randn(4, 6, 1)
     out, (h, c) = m(x)
     m.fused = False
@@ -98,7 +98,7 @@ def test_fused_path_is_skipped_where_it_does_not_apply():
     assert _model(1, 2, noise="depolarizing:0.01:end")._fused_args() is None  # noisy: NoisyBound path
     assert _model(1, 2, shots=100)._fused_args() is None
     assert _model(1, 2, mode="adapter")._fused_args() is None
-    assert _model(2, 3)._fused_args()[0] is FusedGeneralQLSTM  # mixed: layered gates, Heisenberg processing
+    assert _model(2, 3)._fused_args()[0] == FusedGeneralQLSTM.apply  # mixed: layered gates, Heisenberg processing
     assert _model(1, 8)._fused_args() is None  # 9 qubits: past the layered node's 8
 
 
@@ -146,7 +146,7 @@ def test_layered_fused_equals_plain_autograd_path(i, h, t, template):
     x = torch.randn(3, t, i, dtype=F64, generator=gen, requires_grad=True)
     state = (torch.randn(1, 3, h, dtype=F64, generator=gen, requires_grad=True),
              torch.randn(1, 3, h, dtype=F64, generator=gen, requires_grad=True))
-    assert m._fused_args()[0] is FusedGeneralQLSTM
+    assert m._fused_args()[0] == FusedGeneralQLSTM.apply
     fast = _loss_and_grads(m, x, state)
     m.fused = False
     progs = [m.gates.bind().program, m.process.bind().program]
@@ -166,7 +166,7 @@ def test_layered_fused_equals_plain_autograd_path(i, h, t, template):
 def test_general_fused_node_gradcheck(i, h):
     m = _model(i, h, 1)
     node, args = m._fused_args()
-    assert node is FusedGeneralQLSTM
+    assert node == FusedGeneralQLSTM.apply
     vg, vp = (a.detach().requires_grad_(True) for a in args[:2])
     gen = torch.Generator().manual_seed(4)
     x = torch.randn(2, 2, i, dtype=F64, generator=gen, requires_grad=True)
@@ -231,7 +231,7 @@ def test_adapter_fused_node_gradcheck(nq):
 
     m = _adapter(1, 2, nq)
     node, args = m._fused_adapter_args()
-    assert node is FusedAdapterQLSTM
+    assert node == FusedAdapterQLSTM.apply
     args = [a.detach().requires_grad_(True) if isinstance(a, torch.Tensor) else a for a in args]
     gen = torch.Generator().manual_seed(6)
     x = torch.randn(2, 2, 1, dtype=F64, generator=gen, requires_grad=True)

@@ -15,7 +15,7 @@ import torch
 from qlstm import Circuit, compile_program, run
 from qlstm.circuit.expr import atan
 from qlstm.circuit.heisenberg import (
-    BlochExpval, PauliExpval, TransferRows, bloch_of, bloch_prefix, bloch_rotation, conjugate_rows,
+    BlochExpval, PauliExpval, TransferRows, transfer_rows_plain, bloch_of, bloch_prefix, bloch_rotation, conjugate_rows,
     constant_transfer, observable_vectors, pauli_transfer, rotation_spec, so3_of,
 )
 from qlstm.circuit.plan import BoundProgram
@@ -122,6 +122,11 @@ def test_transfer_rows_equals_conjugate_rows_wire_by_wire_and_its_backward_is_ex
     g_fast, = torch.autograd.grad((fast * weights).sum(), rots)
     g_ref, = torch.autograd.grad((ref * weights).sum(), rots)
     assert torch.allclose(g_fast, g_ref, atol=1e-12)
+    # the plain-operation version (what torch.compile traces) gives the same rows and, by autograd, gradients
+    plain = transfer_rows_plain(plan, n, o, rots)
+    assert torch.allclose(plain, ref, atol=1e-12)
+    g_plain, = torch.autograd.grad((plain * weights).sum(), rots)
+    assert torch.allclose(g_plain, g_ref, atol=1e-12)
 
 
 def test_bloch_expval_equals_the_autograd_composition_and_passes_gradcheck():
@@ -303,6 +308,10 @@ def test_zyz_rotation_closed_form_backward_matches_autograd():
     for a, b in zip(torch.autograd.grad((fast * g).sum(), (phi, theta, omega)),
                     torch.autograd.grad((plain * g).sum(), (phi, theta, omega))):
         torch.testing.assert_close(a, b, atol=1e-14, rtol=0)
+    # bloch_rotation's plain form (for torch.compile) is the same formula, also for Qiskit's U
+    torch.testing.assert_close(bloch_rotation("rot", [phi, theta, omega], plain=True), fast, atol=0, rtol=0)
+    torch.testing.assert_close(bloch_rotation("u3", [theta, omega, phi], plain=True),
+                               bloch_rotation("u3", [theta, omega, phi]), atol=0, rtol=0)
     # a rotation: orthogonal with determinant 1
     torch.testing.assert_close(fast @ fast.transpose(-1, -2), torch.eye(3, dtype=torch.float64).expand_as(fast),
                                atol=1e-14, rtol=0)

@@ -192,3 +192,32 @@ def test_fused_run_gradcheck():
     x = torch.randn(2, 3, dtype=torch.float64)
     w = torch.randn(2, c.n_weights, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda w: compile_program(c).bind(w).expvals(x), (w,))
+
+
+@pytest.mark.parametrize("template", ["chen", "basic_entangler", "strongly_entangling"])
+@pytest.mark.parametrize("n", [2, 4])
+def test_plain_transfer_table_equals_the_hand_written_one(template, n):
+    """Program.transfer_table_fn (plain operations, what QLSTM(compiled=True) compiles) against
+    Program.transfer_table (hand-written backwards): same table, same weight gradient."""
+    c = chen_vqc(n, 2, template=template)
+    prog = compile_program(c, light_cone=True)
+    gen = torch.Generator().manual_seed(n)
+    w = torch.randn(3, 1, c.n_weights, dtype=torch.float64, generator=gen, requires_grad=True)
+    fast = prog.transfer_table(w, torch.complex128, None)
+    fn = prog.transfer_table_fn(torch.complex128, None)
+    assert fn is not None
+    plain = fn(w)
+    assert plain.shape == fast.shape
+    torch.testing.assert_close(plain, fast, atol=1e-12, rtol=0)
+    g = torch.randn(fast.shape, dtype=torch.float64, generator=gen)
+    g_fast, = torch.autograd.grad((fast * g).sum(), w)
+    g_plain, = torch.autograd.grad((plain * g).sum(), w)
+    torch.testing.assert_close(g_plain, g_fast, atol=1e-12, rtol=0)
+
+
+def test_plain_transfer_table_is_none_where_the_rows_path_does_not_apply():
+    c = Circuit(2)
+    x = c.inputs(2)
+    c.ry(0, x[0]).ry(1, x[1]).crx(0, 1, c.weights(1)[0])  # a two-qubit weight gate: no one-qubit layers
+    c.expval("Z", 0)
+    assert compile_program(c).transfer_table_fn(torch.complex128, None) is None

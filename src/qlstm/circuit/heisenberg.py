@@ -36,7 +36,7 @@ from ._autograd import first_order_only
 from .adjoint import _kron_tree, _kron_tree_back, _put_wires
 
 __all__ = [
-    "BlochExpval", "PauliExpval", "TransferRows", "bloch_features", "bloch_features_back", "bloch_of", "bloch_prefix",
+    "BlochExpval", "PauliExpval", "TransferRows", "transfer_rows_plain", "bloch_features", "bloch_features_back", "bloch_of", "bloch_prefix",
     "bloch_rotation", "conjugate_rows",
     "constant_transfer", "observable_matrices", "observable_vectors", "pauli_transfer", "rotation_spec", "so3_of",
 ]
@@ -133,14 +133,15 @@ def constant_transfer(m: torch.Tensor, n: int) -> tuple:
     return ("dense", q, None)
 
 
-def bloch_rotation(name: str, params: list[torch.Tensor]) -> torch.Tensor | None:
+def bloch_rotation(name: str, params: list[torch.Tensor], plain: bool = False) -> torch.Tensor | None:
     """Closed-form Bloch rotation ``[..., 3, 3]`` of a one-qubit rotation gate, else None.
 
     ``R_ij`` with :math:`G\\sigma_jG^\\dagger = \\sum_i R_{ij}\\sigma_i`: ``RX/RY/RZ(theta)`` turn
     about their axis, the phase gate is ``RZ`` up to a global phase,
     ``Rot(phi, theta, omega) = RZ(omega) RY(theta) RZ(phi)`` and Qiskit's
     ``U(theta, phi, lam) = RZ(phi) RY(theta) RZ(lam)`` up to phase. Real arithmetic only,
-    all gates of a group in one call.
+    all gates of a group in one call. ``plain``: plain tensor operations for ``Rot``/``U``
+    instead of :class:`ZYZRotation` (for ``torch.compile``, which derives its own backward).
     """
     if name in _ROTATION_PLANE:
         th = params[0]
@@ -162,6 +163,10 @@ def bloch_rotation(name: str, params: list[torch.Tensor]) -> torch.Tensor | None
         theta, omega, phi = torch.broadcast_tensors(*params)
     else:
         return None
+    if plain:
+        cs = torch.stack([phi, theta, omega])
+        (c1, c2, c3), (s1, s2, s3) = torch.cos(cs), torch.sin(cs)
+        return _zyz(c1, s1, c2, s2, c3, s3)
     return ZYZRotation.apply(phi, theta, omega)
 
 
@@ -419,6 +424,28 @@ class BlochExpval(torch.autograd.Function):
         grads.reverse()
         g_r0 = gr.sum(1) if ctx.needs_input_grad[1] else None
         return (None, g_r0, gt, *grads)
+
+
+def transfer_rows_plain(plan, n: int, o: torch.Tensor, *rots: torch.Tensor) -> torch.Tensor:
+    """:class:`TransferRows` in plain differentiable tensor operations (the same numbers).
+
+    For ``torch.compile``: its autograd derives one fused backward from these operations,
+    where eager autograd would replay each of them (the eager path uses :class:`TransferRows`).
+    """
+    e00 = _unit00(o.dtype, o.device)
+    r4 = [(torch.nn.functional.pad(r, (1, 0, 1, 0)) + e00).unsqueeze(-3) for r in rots]
+    lead = r4[0].shape[1:-3] if r4 else ()
+    o = o.expand(*lead, *o.shape)
+    shape = o.shape
+    for step in plan:
+        if step[0] == "perm":
+            o = o.index_select(-1, step[1]) * step[2]
+        elif step[0] == "dense":
+            o = o @ step[1]
+        else:
+            ot = o.reshape(*shape[:-1], 4, -1).transpose(-1, -2)
+            o = (ot if step[2] is None else ot @ r4[step[2]][step[3]]).reshape(shape)
+    return o
 
 
 class TransferRows(torch.autograd.Function):

@@ -46,7 +46,7 @@ from .circuit import Circuit
 from .adjoint import FusedExpval, FusedRun, eligible_gate
 from .heisenberg import (
     BlochExpval, PauliExpval, TransferRows, bloch_of, bloch_prefix, bloch_rotation, constant_transfer,
-    observable_vectors, pauli_transfer, rotation_spec, so3_of,
+    observable_vectors, pauli_transfer, rotation_spec, so3_of, transfer_rows_plain,
 )
 from .layered import KronFactors, LayeredExpval, split_of
 from .execute import amplitude_vector, embed_fresh, gate_matrix_of
@@ -348,23 +348,31 @@ class _WeightRun:
                 plan.append(("layer", next(layers)))
         return FusedRun.apply(plan, n, cdtype, *mats)
 
-    def transfer_rows(self, o: torch.Tensor, w, cdtype, device, n: int) -> torch.Tensor:
+    def transfer_rows(self, o: torch.Tensor, w, cdtype, device, n: int, plain: bool = False) -> torch.Tensor:
         """Conjugate observables ``o [K, 4**n]`` (Pauli coefficient rows) by the run: ``U^dag O U``.
 
         Real arithmetic, last part first: a constant block is a signed permutation
         (or dense map) of the coefficients, a layer the Kronecker product of its
         gates' Bloch rotations. Returns ``[*G, K, 4**n]``. Needs :meth:`adjoint_ready`.
+        ``plain``: plain tensor operations instead of the hand-written backwards
+        (:func:`~qlstm.circuit.heisenberg.transfer_rows_plain`, for ``torch.compile``).
         """
-        rdtype = o.dtype
+        rots = self.rotations(w, cdtype, device, plain)
+        rows = transfer_rows_plain if plain else TransferRows.apply
+        return rows(self._transfer_plan(o.dtype, device, n), n, o, *rots)
+
+    def rotations(self, w, cdtype, device, plain: bool = False) -> list[torch.Tensor]:
+        """The Bloch rotations ``[m_g, *G, 3, 3]`` of every gate group of the layers."""
+        rdtype = torch.float64 if cdtype == torch.complex128 else torch.float32
         rots = []
         for grp in self.merged.groups:
-            r = bloch_rotation(grp.name, grp.params(None, w, rdtype, device))
+            r = bloch_rotation(grp.name, grp.params(None, w, rdtype, device), plain=plain)
             if r is None:
                 r = so3_of(grp.matrices(None, w, cdtype, device))
             if w is not None and w.dim() > 1:
                 r = r.squeeze(-3)  # [m, *G, 1, 3, 3] -> [m, *G, 3, 3]
             rots.append(r)
-        return TransferRows.apply(self._transfer_plan(rdtype, device, n), n, o, *rots)
+        return rots
 
     def _transfer_plan(self, rdtype, device, n: int) -> list:
         """The parts, last first, as :class:`~qlstm.circuit.heisenberg.TransferRows` steps (cached)."""
@@ -561,6 +569,27 @@ class Program:
             return run.transfer_rows(o, w, dtype, device, n).movedim(-1, 0)
         ops = self.operators(w, dtype, device) if ops is None else ops
         return pauli_transfer(ops[0][1], circ.observables, n, dtype, device)
+
+
+    def transfer_table_fn(self, dtype, device):
+        """``w -> transfer table [4**n, *G, K]`` in plain tensor operations, its plan resolved now;
+        None where :meth:`transfer_table` would not take the real-arithmetic rows path.
+
+        For ``torch.compile``: the returned function holds no planning (caches, checks), only
+        the arithmetic of :meth:`transfer_table`, which it equals (tested).
+        """
+        n = self.circuit.n_qubits
+        rdtype = torch.float64 if dtype == torch.complex128 else torch.float32
+        if not self.steps or not (self.use_adjoint and self.steps[0].adjoint_ready(n)):
+            return None
+        run = self.steps[0]
+        o = observable_vectors(self.circuit.observables, n, rdtype, device)
+        plan = run._transfer_plan(rdtype, device, n)
+
+        def table(w):
+            return transfer_rows_plain(plan, n, o, *run.rotations(w, dtype, device, plain=True)).movedim(-1, 0)
+
+        return table
 
 
 def _run_prefix(vecs: torch.Tensor, positions: list[list[_Group]], x, w, dtype, device, n: int) -> torch.Tensor:

@@ -29,7 +29,7 @@ from ..circuit.noise import NoiseModel
 from ..circuit.templates import chen_vqc
 from ..errors import InputError, QlstmError
 from ..nn import QuantumLayer
-from ._fused import FusedFaithfulQLSTM, chen_heisenberg, chen_heisenberg_tables
+from ._fused import FusedFaithfulQLSTM, chen_heisenberg, chen_heisenberg_tables, compiled_recurrence
 from ._fused_adapter import FusedAdapterQLSTM
 from ._fused_general import FusedGeneralQLSTM
 from ._fused_layered import layered_plan
@@ -187,32 +187,40 @@ class QLSTM(nn.Module):
         return lambda v: layer(v)[index]
 
     def _fused_args(self):
-        """``(node, args)`` of the fused recurrence, or None where it does not apply."""
+        """``(run, args)`` of the fused recurrence (``run(x, h0, c0, *args) -> (outputs, h_T, c_T)``:
+        a fused node's ``apply`` or the compiled recurrence), or None where it does not apply."""
         if not (self.fused and self.mode == "faithful" and self.gates.bindable and self.process.bindable
                 and self.gates._pure and self.process._pure):
             return None
         bg, bp = self.gates.bind(), self.process.bind()  # binding is cheap: tables are built on first use
         if chen_heisenberg(bp, self.hidden_size) and chen_heisenberg(bg, self.n_qubits):
-            return FusedFaithfulQLSTM, (chen_heisenberg_tables(bg, self.n_qubits, self.compiled),
-                                        chen_heisenberg_tables(bp, self.hidden_size, self.compiled), self.compiled)
-        if self.compiled and not getattr(self, "_warned", False):
-            self._warned = True
-            warnings.warn("QLSTM(compiled=True): the compiled recurrence does not apply to this model (it needs "
-                          "input_size + hidden_size <= 4 qubits); running uncompiled",
-                          stacklevel=3)
+            run = compiled_recurrence(bg, bp, self.n_qubits, self.hidden_size) if self.compiled else None
+            if run is not None:
+                return run, (bg.weights, bp.weights)
+            self._warn_uncompiled()
+            return FusedFaithfulQLSTM.apply, (chen_heisenberg_tables(bg, self.n_qubits),
+                                        chen_heisenberg_tables(bp, self.hidden_size))
+        self._warn_uncompiled()
         gates, process = _vqc_args(bg, self.n_qubits, 4), _vqc_args(bp, self.hidden_size, 2)
         if gates is None or process is None:
             return None
-        return FusedGeneralQLSTM, (gates[0], process[0], gates[1], process[1])
+        return FusedGeneralQLSTM.apply, (gates[0], process[0], gates[1], process[1])
+
+    def _warn_uncompiled(self):
+        if self.compiled and not getattr(self, "_warned", False):
+            self._warned = True
+            warnings.warn("QLSTM(compiled=True): the compiled recurrence does not apply to this model (it needs "
+                          "input_size + hidden_size <= 4 qubits and VQCs of CNOT-type blocks and one-qubit "
+                          "rotations); running uncompiled", stacklevel=4)
 
     def _fused_adapter_args(self):
-        """``(FusedAdapterQLSTM, args)`` (:mod:`~qlstm.models._fused_adapter`), or None where it does not apply."""
+        """``(FusedAdapterQLSTM.apply, args)`` (:mod:`~qlstm.models._fused_adapter`), or None where it does not apply."""
         if not (self.fused and self.mode == "adapter" and self.vqc.bindable and self.vqc._pure):
             return None
         vqc = _vqc_args(self.vqc.bind(), self.n_qubits, 6)
         if vqc is None:
             return None
-        return FusedAdapterQLSTM, (self.proj_gates.weight, self.proj_gates.bias, self.proj_process.weight,
+        return FusedAdapterQLSTM.apply, (self.proj_gates.weight, self.proj_gates.bias, self.proj_process.weight,
                                    self.proj_process.bias, self.out_weight, self.out_bias, *vqc)
 
     def _check(self, x: Tensor, state) -> tuple[Tensor, Tensor, Tensor]:
@@ -244,8 +252,8 @@ class QLSTM(nn.Module):
         x, h, c = self._check(x, state)
         fused = self._fused_args() if self.mode == "faithful" else self._fused_adapter_args()
         if fused is not None:
-            node, args = fused
-            out, h, c = node.apply(x, h, c, *args)
+            run, args = fused
+            out, h, c = run(x, h, c, *args)
             if not self.batch_first:
                 out = out.transpose(0, 1)
             return out, (h.unsqueeze(0), c.unsqueeze(0))
