@@ -130,7 +130,8 @@ def main(spec_path: str) -> None:
             x, y = torch.randn(b, SEQ_LEN, 1), torch.randn(b, 1)
             busy = wait_for_quiet(spec.get("wait_quiet"), log=lambda s: print(s, file=sys.stderr, flush=True))
             try:
-                t = measure(train_step_fn(m, head, x, y), repeats=spec["repeats"], warmup=spec["warmup"],
+                step = train_step_fn(m, head, x, y, fused_adam=spec.get("optimizer", "fused") == "fused")
+                t = measure(step, repeats=spec["repeats"], warmup=spec["warmup"],
                             cap_s=spec["cap_s"], budget_s=spec["budget_s"])
             except Exception as e:  # noqa: BLE001 - report, keep going
                 t = Timing.skip(f"failed: {type(e).__name__}: {e}")

@@ -20,7 +20,12 @@ Implementations (names for --skip / --include):
 * ``pennylane-lightning``: lightning.qubit, adjoint; the broadcast batch is accepted, but PennyLane
   splits it into one circuit per sample (``broadcast_expand``), so this is a per-sample loop inside PL;
 * ``pennylane-default-loop`` (opt-in with --include): default.qubit, backprop, one QNode call per sample;
-* ``torchquantum``: TorchQuantum in its own virtual environment (``--tq-python``), run as a subprocess.
+* ``torchquantum``: TorchQuantum in its own virtual environment (``--tq-python``), run as a subprocess;
+* ``torch-lstm``: the classical ``torch.nn.LSTM(1, n - 1)`` (same hidden size as the faithful QLSTM, one
+  fused C++ cell): not a competitor but the floor of this harness for a recurrent model of this size.
+
+Optimizer: Adam, torch's fused one-kernel implementation by default for every library
+(``--optimizer foreach`` for torch's default multi-tensor Adam).
 
 Timing: min over repeats of single-step wall times (median also recorded); see common.measure for the
 caps that keep slow implementations bounded. Not part of the test suite.
@@ -55,7 +60,7 @@ from common import (  # noqa: E402
 )
 
 IMPLS = ("qlstm-faithful", "qlstm-compiled", "qlstm-adapter", "pennylane-default", "pennylane-lightning",
-         "pennylane-default-loop", "torchquantum")
+         "pennylane-default-loop", "torchquantum", "torch-lstm")
 OPT_IN = ("pennylane-default-loop", "qlstm-compiled")
 LABEL = {
     "qlstm-faithful": "qlstm faithful",
@@ -65,6 +70,7 @@ LABEL = {
     "pennylane-lightning": "PL lightning",
     "pennylane-default-loop": "PL default.qubit loop",
     "torchquantum": "TorchQuantum",
+    "torch-lstm": "torch.nn.LSTM",
 }
 # the targets for qlstm (ms per training step)
 TARGETS = {(4, 1): 0.5, (4, 16): 0.5, (4, 128): 0.5, (8, 16): 2.0, (8, 128): 10.0}
@@ -153,6 +159,8 @@ def time_local(impl: str, n: int, b: int, args, dtype, device) -> tuple[Timing, 
     torch.manual_seed(0)
     if impl.startswith("qlstm"):
         m = qlstm_model(impl.split("-")[1], n, args.layers, dtype, device)
+    elif impl == "torch-lstm":
+        m = torch.nn.LSTM(1, n - 1, batch_first=True, dtype=dtype, device=device)
     else:
         m = pennylane_model(impl, n, args.layers, dtype)
     head = torch.nn.Linear(m.hidden_size, 1, dtype=dtype, device=device)
@@ -161,8 +169,8 @@ def time_local(impl: str, n: int, b: int, args, dtype, device) -> tuple[Timing, 
     sync = torch.cuda.synchronize if str(device).startswith("cuda") else None
     warmup = args.warmup if impl.startswith("qlstm") else 1
     try:
-        t = measure(train_step_fn(m, head, x, y), repeats=args.repeats, warmup=warmup, cap_s=args.cap,
-                    budget_s=args.budget, sync=sync)
+        t = measure(train_step_fn(m, head, x, y, fused_adam=args.optimizer == "fused"), repeats=args.repeats,
+                    warmup=warmup, cap_s=args.cap, budget_s=args.budget, sync=sync)
     except Exception as e:  # noqa: BLE001 - report, keep going
         t = Timing.skip(f"failed: {type(e).__name__}: {e}")
     return t, n_params(m)
@@ -179,7 +187,7 @@ def time_torchquantum(args, log) -> tuple[dict, dict]:
         with open(spec, "w") as f:
             json.dump({"threads": args.threads, "qubits": args.qubits, "batches": args.batch, "layers": args.layers,
                        "repeats": args.repeats, "warmup": 1, "cap_s": args.cap, "budget_s": args.budget,
-                       "wait_quiet": args.wait_quiet}, f)
+                       "wait_quiet": args.wait_quiet, "optimizer": args.optimizer}, f)
         log("  torchquantum: running worker subprocess ...")
         res, err = run_subprocess_json([args.tq_python, os.path.join(HERE, "_tq_worker.py"), spec], timeout=3600)
     if res is None:
@@ -201,6 +209,8 @@ def main(argv=None) -> int:
     p.add_argument("--cap", type=float, default=None, help="report a single step if one step exceeds this (s; 30)")
     p.add_argument("--budget", type=float, default=None, help="stop repeating after this many seconds (s; 30)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--optimizer", choices=("fused", "foreach"), default="fused",
+                   help="Adam implementation for every library (fused: torch's one-kernel Adam where available)")
     p.add_argument("--tune-malloc", action="store_true",
                    help="keep freed memory for reuse (qlstm.train.malloc.tune_malloc, what the qlstm CLI does)")
     p.add_argument("--omp-passive", action="store_true",
@@ -240,6 +250,7 @@ def main(argv=None) -> int:
     info["command"] = "python benchmarks/bench_qlstm.py " + " ".join(argv if argv is not None else sys.argv[1:])
     info["device"] = str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
     info["dtype"] = args.dtype
+    info["optimizer"] = f"Adam ({args.optimizer})"
     log(json.dumps(info))
     t_start = time.perf_counter()
 
@@ -271,7 +282,7 @@ def main(argv=None) -> int:
             results[("torchquantum", n, b)] = v
     # same parameter counts for the same architecture
     for n in args.qubits:
-        counts = {i: results[(i, n, b)][1] for i in impls if i != "qlstm-adapter"
+        counts = {i: results[(i, n, b)][1] for i in impls if i not in ("qlstm-adapter", "torch-lstm")
                   for b in args.batch if (i, n, b) in results}
         assert len(set(counts.values())) <= 1, f"parameter counts differ at n={n}: {counts}"
 

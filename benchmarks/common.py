@@ -22,7 +22,7 @@ import torch
 
 __all__ = [
     "Timing", "measure", "wait_for_quiet", "busy_cpus", "set_threads", "machine_info", "md_table", "fmt_ms", "fmt_ratio",
-    "chen_qnode", "PennyLaneQLSTM", "train_step_fn", "SEQ_LEN",
+    "chen_qnode", "PennyLaneQLSTM", "make_adam", "train_step_fn", "SEQ_LEN",
 ]
 
 SEQ_LEN = 4  # time steps per training sample (the issue's workload)
@@ -240,10 +240,22 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 # -- the training step ----------------------------------------------------------------------------------
+def make_adam(params, lr: float, fused: bool = True) -> torch.optim.Optimizer:
+    """Adam; ``fused=True`` takes torch's single-kernel implementation where this torch has it
+    (the same optimizer for every library timed), else the default multi-tensor one."""
+    params = list(params)
+    if fused:
+        try:
+            return torch.optim.Adam(params, lr=lr, fused=True)
+        except (RuntimeError, TypeError, ValueError):  # older torch or an unsupported device
+            pass
+    return torch.optim.Adam(params, lr=lr)
+
+
 def train_step_fn(model: torch.nn.Module, head: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                  lr: float = 0.01) -> Callable[[], float]:
+                  lr: float = 0.01, fused_adam: bool = True) -> Callable[[], float]:
     """One training step: forward over the sequence, linear head on the last output, MSE, backward, Adam."""
-    opt = torch.optim.Adam(list(model.parameters()) + list(head.parameters()), lr=lr)
+    opt = make_adam(list(model.parameters()) + list(head.parameters()), lr, fused_adam)
 
     def step() -> float:
         out, _ = model(x)
