@@ -315,3 +315,28 @@ def test_zyz_rotation_closed_form_backward_matches_autograd():
     # a rotation: orthogonal with determinant 1
     torch.testing.assert_close(fast @ fast.transpose(-1, -2), torch.eye(3, dtype=torch.float64).expand_as(fast),
                                atol=1e-14, rtol=0)
+
+
+def test_weight_zyz_rotation_equals_zyz_rotation_and_passes_gradcheck():
+    """Rot gates on plain weights (lookup, rotation and the [9, 27] monomial product in one node)
+    against ZYZRotation over the same angles; a weight shared by two gates collects both gradients."""
+    from qlstm.circuit.heisenberg import WeightZYZRotation, ZYZRotation
+
+    gen = torch.Generator().manual_seed(7)
+    w = torch.randn(3, 1, 7, dtype=F64, generator=gen, requires_grad=True)
+    index = torch.tensor([[0, 3, 6], [1, 4, 0], [2, 5, 6]])  # weights 0 and 6 used twice
+    fast = WeightZYZRotation.apply(w, index)
+    phi, theta, omega = (w[..., i].movedim(-1, 0) for i in index)
+    ref = ZYZRotation.apply(phi, theta, omega)
+    assert fast.shape == ref.shape == (3, 3, 1, 3, 3)
+    torch.testing.assert_close(fast, ref, atol=1e-14, rtol=0)
+    g = torch.randn(fast.shape, dtype=F64, generator=gen)
+    g_fast, = torch.autograd.grad((fast * g).sum(), w)
+    g_ref, = torch.autograd.grad((ref * g).sum(), w)
+    torch.testing.assert_close(g_fast, g_ref, atol=1e-14, rtol=0)
+    assert torch.autograd.gradcheck(lambda v: WeightZYZRotation.apply(v, index), (w,))
+    # ungrouped weights [n_w]
+    w1 = w[0, 0].detach().requires_grad_(True)
+    torch.testing.assert_close(WeightZYZRotation.apply(w1, index), ZYZRotation.apply(*(w1[i] for i in index)),
+                               atol=1e-14, rtol=0)
+    assert torch.autograd.gradcheck(lambda v: WeightZYZRotation.apply(v, index), (w1,))

@@ -29,6 +29,8 @@ tests compare it against.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ..sim import kernels as K
@@ -36,7 +38,7 @@ from ._autograd import first_order_only
 from .adjoint import _kron_tree, _kron_tree_back, _put_wires
 
 __all__ = [
-    "BlochExpval", "PauliExpval", "TransferRows", "transfer_rows_plain", "bloch_features", "bloch_features_back", "bloch_of", "bloch_prefix",
+    "BlochExpval", "PauliExpval", "TransferRows", "WeightZYZRotation", "transfer_rows_plain", "bloch_features", "bloch_features_back", "bloch_of", "bloch_prefix",
     "bloch_rotation", "conjugate_rows",
     "constant_transfer", "observable_matrices", "observable_vectors", "pauli_transfer", "rotation_spec", "so3_of",
 ]
@@ -198,17 +200,87 @@ class ZYZRotation(torch.autograd.Function):
     @staticmethod
     @first_order_only
     def backward(ctx, g):
-        r, c1, s1, c2, s2, c3, s3 = ctx.saved_tensors
-        # R K_z has columns (R[:, 1], -R[:, 0], 0); K_z R has rows (-R[1], R[0], 0)
-        g_phi = (g[..., :, 0] * r[..., :, 1] - g[..., :, 1] * r[..., :, 0]).sum(-1)
-        g_omega = (g[..., 1, :] * r[..., 0, :] - g[..., 0, :] * r[..., 1, :]).sum(-1)
-        d_theta = torch.stack([
-            -c3 * s2 * c1, c3 * s2 * s1, c3 * c2,
-            -s3 * s2 * c1, s3 * s2 * s1, s3 * c2,
-            -c2 * c1, c2 * s1, -s2,
-        ], -1).unflatten(-1, (3, 3))
-        g_theta = (g * d_theta).sum((-2, -1))
-        return g_phi, g_theta, g_omega
+        return _zyz_grads(g, *ctx.saved_tensors)
+
+
+def _zyz_grads(g, r, c1, s1, c2, s2, c3, s3):
+    """``(g_phi, g_theta, g_omega)`` of :func:`_zyz` from the gradient ``g`` of ``r``."""
+    # R K_z has columns (R[:, 1], -R[:, 0], 0); K_z R has rows (-R[1], R[0], 0)
+    g_phi = (g[..., :, 0] * r[..., :, 1] - g[..., :, 1] * r[..., :, 0]).sum(-1)
+    g_omega = (g[..., 1, :] * r[..., 0, :] - g[..., 0, :] * r[..., 1, :]).sum(-1)
+    d_theta = torch.stack([
+        -c3 * s2 * c1, c3 * s2 * s1, c3 * c2,
+        -s3 * s2 * c1, s3 * s2 * s1, s3 * c2,
+        -c2 * c1, c2 * s1, -s2,
+    ], -1).unflatten(-1, (3, 3))
+    g_theta = (g * d_theta).sum((-2, -1))
+    return g_phi, g_theta, g_omega
+
+
+class WeightZYZRotation(torch.autograd.Function):
+    """``apply(w [*L, n_w], index [3, m])`` -> ``[m, *L, 3, 3]``: the Bloch rotations of ``m`` ``Rot``
+    gates whose angles are plain weights, ``(phi, theta, omega)`` of gate ``j`` at
+    ``w[..., index[:, j]]``.
+
+    The same matrix as :class:`ZYZRotation`, with the weight lookup inside the node (one
+    autograd node from the weights to the rotations; they are rebuilt every forward pass) and
+    the nine entries as one product of a constant ``[9, 27]`` matrix with the monomials
+    :math:`u_{1a} u_{2b} u_{3c}`, ``u = (cos, sin, 1)`` of the three angles, so that forward and
+    backward are a handful of operations. A weight shared by several gates collects all their
+    gradients.
+    """
+
+    @staticmethod
+    def forward(ctx, w, index):
+        m = index.shape[1]
+        ang = w.index_select(-1, index.reshape(-1)).unflatten(-1, (3, m)).movedim(-2, 0).reshape(3, -1)  # [3, N]
+        c, s = torch.cos(ang), torch.sin(ang)
+        u = torch.stack([c, s, torch.ones_like(c)], 1)  # [3 angles, 3, N]
+        u12 = u[0].unsqueeze(1) * u[1].unsqueeze(0)  # [3, 3, N]
+        mono = (u12.unsqueeze(2) * u[2]).reshape(27, -1)  # [27, N]
+        kmat = _zyz_matrix(w.dtype, w.device)  # [9, 27]
+        r = (kmat @ mono).T.reshape(*ang.shape[1:], 3, 3)
+        ctx.save_for_backward(u, u12, index)
+        ctx.w_shape, ctx.m = w.shape, m
+        return r.view(*w.shape[:-1], m, 3, 3).movedim(-3, 0)
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, g):
+        u, u12, index = ctx.saved_tensors
+        m = ctx.m
+        gr = g.movedim(0, -3).reshape(-1, 9)  # [N, 9] in the forward's (L, m) order
+        gmono = (gr @ _zyz_matrix(g.dtype, g.device)).T.reshape(3, 3, 3, -1)  # [a, b, c, N]
+        g3 = (gmono * u12.unsqueeze(2)).sum((0, 1))  # [c, N]
+        g12 = (gmono * u[2]).sum(2)  # [a, b, N]
+        g1 = (g12 * u[1].unsqueeze(0)).sum(1)
+        g2 = (g12 * u[0].unsqueeze(1)).sum(0)
+        gu = torch.stack([g1, g2, g3])  # [3 angles, 3, N]
+        # d(cos, sin, 1)/d angle = (-sin, cos, 0)
+        g_ang = gu[:, 1] * u[:, 0] - gu[:, 0] * u[:, 1]  # [3, N]
+        g_ang = g_ang.view(3, *ctx.w_shape[:-1], m).movedim(0, -2).flatten(-2)  # [*L, 3m]
+        g_w = torch.zeros(ctx.w_shape, dtype=g.dtype, device=g.device)
+        return g_w.index_add_(-1, index.reshape(-1), g_ang), None
+
+
+def _zyz_matrix(dtype, device) -> torch.Tensor:
+    """``[9, 27]``: :func:`_zyz`'s nine entries as integer combinations of the 27 monomials
+    ``u1_a u2_b u3_c`` (column ``9a + 3b + c``, ``u = (cos, sin, 1)`` of ``(phi, theta, omega)``).
+
+    Fitted once on random angles (the monomials are linearly independent functions, and the
+    coefficients are integers, so rounding the least-squares fit makes it exact); cached.
+    """
+    def make():
+        gen = torch.Generator().manual_seed(0)
+        ang = torch.rand(3, 64, dtype=torch.float64, generator=gen) * 6.3
+        c, s = torch.cos(ang), torch.sin(ang)
+        u = torch.stack([c, s, torch.ones_like(c)], 1)  # [3, 3, 64]
+        mono = (u[0][:, None, None] * u[1][None, :, None] * u[2][None, None, :]).reshape(27, -1)
+        r = _zyz(c[0], s[0], c[1], s[1], c[2], s[2]).reshape(-1, 9)  # [64, 9]
+        k = torch.linalg.lstsq(mono.T, r).solution.T.round()  # [9, 27]
+        assert torch.allclose(k @ mono, r.T, atol=1e-12)
+        return k.to(dtype=dtype, device=device)
+    return _cached(("zyz_matrix", dtype, str(device)), make)
 
 
 def conjugate_rows(o: torch.Tensor, rot: torch.Tensor, wire: int, n: int) -> torch.Tensor:
@@ -471,11 +543,13 @@ class TransferRows(torch.autograd.Function):
     @staticmethod
     def forward(ctx, plan, n, o, *rots):
         e00 = _unit00(o.dtype, o.device)
-        # 1 (+) R of every gate, padded once; [m, *G, 1, 4, 4] broadcasts over the K rows
-        r4 = [(torch.nn.functional.pad(r, (1, 0, 1, 0)) + e00).unsqueeze(-3) for r in rots]
-        lead = r4[0].shape[1:-3] if r4 else ()
-        o = o.expand(*lead, *o.shape).contiguous()  # [*G, K, 4**n]
-        shape = o.shape
+        lead = rots[0].shape[1:-2] if rots else ()
+        k = o.shape[0]
+        # 1 (+) R of every gate, padded and repeated over the K rows once: [G * K, 4, 4] per gate, so
+        # that every step is one plain bmm over G * K (no broadcasting inside the product)
+        r4 = [(torch.nn.functional.pad(r, (1, 0, 1, 0)) + e00).unsqueeze(-3).expand(r.shape[0], *lead, k, 4, 4)
+              .reshape(r.shape[0], -1, 4, 4).unbind(0) for r in rots]
+        o = o.expand(*lead, *o.shape).reshape(-1, o.shape[-1])  # [G * K, 4**n]
         history = []
         for step in plan:
             history.append(o)
@@ -484,31 +558,38 @@ class TransferRows(torch.autograd.Function):
             elif step[0] == "dense":
                 o = o @ step[1]
             else:
-                ot = o.view(*shape[:-1], 4, -1).transpose(-1, -2)  # [*G, K, 4**(n-1), 4]
-                o = (ot.contiguous() if step[2] is None else ot @ r4[step[2]][step[3]]).view(shape)
-        ctx.plan, ctx.n, ctx.history, ctx.r4 = plan, n, history, r4
+                ot = o.view(o.shape[0], 4, -1).transpose(1, 2)  # [G * K, 4**(n-1), 4]
+                o = (ot.contiguous() if step[2] is None else torch.bmm(ot, r4[step[2]][step[3]])).view(o.shape)
+        ctx.plan, ctx.n, ctx.history, ctx.r4, ctx.lead = plan, n, history, r4, (*lead, k)
         ctx.save_for_backward(*rots)
-        return o
+        return o.view(*lead, k, -1)
 
     @staticmethod
     @first_order_only
     def backward(ctx, g):
         rots = ctx.saved_tensors
-        grots = [torch.zeros_like(r) for r in rots]
-        shape = g.shape
+        gms = [[None] * r.shape[0] for r in rots]  # per gate: dL/d(1 (+) R) over the G * K rows, [G * K, 4, 4]
+        g = g.reshape(-1, g.shape[-1])
         for step, o in zip(reversed(ctx.plan), reversed(ctx.history)):
             if step[0] == "perm":
                 g = (g * step[2]).index_select(-1, step[3])
             elif step[0] == "dense":
                 g = g @ step[1].T
             else:
-                gt = g.view(*shape[:-1], -1, 4).transpose(-1, -2)  # [*G, K, 4, 4**(n-1)]
+                gt = g.view(g.shape[0], -1, 4).transpose(1, 2)  # [G * K, 4, 4**(n-1)]
                 if step[2] is None:
-                    g = gt.contiguous().view(shape)
+                    g = gt.contiguous().view(g.shape)
                     continue
-                m = ctx.r4[step[2]][step[3]]
-                # out = o^T M with o [.., 4, R]: dL/dM = o out_grad summed over rows, dL/do = M out_grad^T
-                gm = (o.view(*shape[:-1], 4, -1) @ gt.transpose(-1, -2)).sum(-3)  # [*G, 4, 4]
-                grots[step[2]][step[3]] += gm[..., 1:, 1:]
-                g = (m @ gt).view(shape)
+                # out = o^T M with o [GK, 4, R]: dL/dM = o out_grad^T (summed over K below), dL/do = M out_grad
+                gm = torch.bmm(o.view(o.shape[0], 4, -1), gt.transpose(1, 2))
+                prev = gms[step[2]][step[3]]
+                gms[step[2]][step[3]] = gm if prev is None else prev + gm
+                g = torch.bmm(ctx.r4[step[2]][step[3]], gt).view(g.shape)
+        grots = []
+        for r, gm in zip(rots, gms):
+            zero = None
+            if any(x is None for x in gm):  # a gate of the group that no step used
+                zero = torch.zeros(math.prod(ctx.lead), 4, 4, dtype=r.dtype, device=r.device)
+            stacked = torch.stack([zero if x is None else x for x in gm]).view(r.shape[0], *ctx.lead, 4, 4)
+            grots.append(stacked.sum(-3)[..., 1:, 1:])
         return (None, None, None, *grots)

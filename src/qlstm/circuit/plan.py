@@ -46,7 +46,7 @@ from .circuit import Circuit
 from .adjoint import FusedExpval, FusedRun, eligible_gate
 from .heisenberg import (
     BlochExpval, PauliExpval, TransferRows, bloch_of, bloch_prefix, bloch_rotation, constant_transfer,
-    observable_vectors, pauli_transfer, rotation_spec, so3_of, transfer_rows_plain,
+    observable_vectors, pauli_transfer, rotation_spec, so3_of, transfer_rows_plain, WeightZYZRotation,
 )
 from .layered import KronFactors, LayeredExpval, split_of
 from .execute import amplitude_vector, embed_fresh, gate_matrix_of
@@ -143,6 +143,16 @@ class _Group:
             return spec.matrix((), dtype=cdtype, device=device).expand(len(self.wires), 2, 2)
         params = torch.broadcast_tensors(*self.params(x, w, rdtype, device))
         return spec.matrix(list(params), dtype=cdtype, device=device)
+
+    def weight_index(self, device) -> torch.Tensor | None:
+        """``[3, m]`` weight indices of ``(phi, theta, omega)`` when this is a group of ``Rot`` gates
+        whose angles are all plain weights (no transform), else None."""
+        if self.name != "rot" or not all(s.mode == "weight" and isinstance(s.template, Weight) for s in self.slots):
+            return None
+        cache, key = self.slots[0]._cache, ("rot_index", str(device))
+        if key not in cache:
+            cache[key] = torch.tensor([list(s.index) for s in self.slots], dtype=torch.long, device=device)
+        return cache[key]
 
     def params(self, x, w, rdtype, device) -> list[torch.Tensor]:
         """Each parameter slot as ``[m, *batch]``, aligned on the gate axis so that they broadcast
@@ -366,7 +376,11 @@ class _WeightRun:
         rdtype = torch.float64 if cdtype == torch.complex128 else torch.float32
         rots = []
         for grp in self.merged.groups:
-            r = bloch_rotation(grp.name, grp.params(None, w, rdtype, device), plain=plain)
+            index = None if plain or w is None else grp.weight_index(w.device)
+            if index is not None:  # Rot gates on plain weights: lookup and rotation as one node
+                r = WeightZYZRotation.apply(w, index)
+            else:
+                r = bloch_rotation(grp.name, grp.params(None, w, rdtype, device), plain=plain)
             if r is None:
                 r = so3_of(grp.matrices(None, w, cdtype, device))
             if w is not None and w.dim() > 1:
