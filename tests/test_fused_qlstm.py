@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from qlstm.circuit.plan import BoundProgram
-from qlstm.models._fused import FusedFaithfulQLSTM, chen_bloch, chen_bloch_back, chen_heisenberg_tables
+from qlstm.models._fused import FusedFaithfulQLSTM, chen_bloch, chen_heisenberg_tables
 from qlstm.models._fused_general import FusedGeneralQLSTM
 from qlstm.models._fused_layered import LayeredPlan, chen_product_back, chen_product_state
 from qlstm.models.qlstm import QLSTM
@@ -62,15 +62,32 @@ def test_fused_node_gradcheck():
     assert torch.autograd.gradcheck(FusedFaithfulQLSTM.apply, (x, h0, c0, tg, tp), eps=1e-6, atol=1e-6)
 
 
-def test_chen_bloch_closed_form_and_its_derivative():
-    v = torch.linspace(-3, 3, 13, dtype=F64).reshape(1, 13).requires_grad_(True)
-    r, saved = chen_bloch(v)
+def test_chen_bloch_closed_form():
+    v = torch.linspace(-3, 3, 13, dtype=F64).reshape(1, 13)
+    r, _ = chen_bloch(v)
     th, ph = torch.atan(v), torch.atan(v * v)
     expect = torch.stack([th.cos() * ph.cos(), th.cos() * ph.sin(), -th.sin()], -1).transpose(0, 1)
     torch.testing.assert_close(r, expect, atol=1e-14, rtol=0)
-    g = torch.randn(r.shape, dtype=F64, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7])
+def test_chen_features_and_their_hand_written_derivative(n):
+    """The pairwise Kronecker features of the Chen encoding (odd rows out at several levels for 5 and 7)
+    against the plain feature map of the closed-form Bloch vectors, and the backward against autograd."""
+    from qlstm.circuit.heisenberg import bloch_features
+    from qlstm.models._fused import chen_features, chen_features_back
+
+    gen = torch.Generator().manual_seed(n)
+    v = (torch.randn(3, n, dtype=F64, generator=gen) * 1.5).requires_grad_(True)
+    th, ph = torch.atan(v), torch.atan(v * v)
+    r = torch.stack([th.cos() * ph.cos(), th.cos() * ph.sin(), -th.sin()], -1).transpose(0, 1)  # [n, B, 3]
+    expect, _ = bloch_features(r)
+    f, saved = chen_features(v.detach())
+    assert f.shape == (3, 4**n)
+    torch.testing.assert_close(f, expect, atol=1e-14, rtol=0)
+    g = torch.randn(f.shape, dtype=F64, generator=gen)
     (auto,) = torch.autograd.grad((expect * g).sum(), v)
-    torch.testing.assert_close(chen_bloch_back(g, saved), auto, atol=1e-13, rtol=0)
+    torch.testing.assert_close(chen_features_back(g, saved), auto, atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("hidden,node", [(3, FusedFaithfulQLSTM), (6, FusedGeneralQLSTM)])

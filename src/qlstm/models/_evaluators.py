@@ -21,10 +21,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..circuit.heisenberg import bloch_features, bloch_features_back
 from ..circuit.layered import (kron_factors, kron_factors_back, layered_backward, layered_forward, probs_back,
                                probs_times, stack_factor_grads)
-from ._fused import chen_bloch, chen_bloch_back
+from ._fused import chen_features, chen_features_back
 from ._fused_layered import chen_product_back, chen_product_state
 
 __all__ = ["HeisenbergVQC", "LayeredVQC", "evaluator"]
@@ -42,17 +41,16 @@ class HeisenbergVQC:
         self.grads = [None] * len(self.parts)
 
     def forward(self, q: Tensor, part: int):
-        r, bsave = chen_bloch(q)
-        f, tree = bloch_features(r)
+        f, fsave = chen_features(q)
         e = (f @ self.flat[part]).view(q.shape[0], -1, self.table.shape[2]).transpose(0, 1)  # [C, B, K]
-        return e, (bsave, f, tree, q.shape[1])
+        return e, (f, fsave)
 
     def backward(self, ge: Tensor, saved, part: int) -> Tensor:
-        bsave, f, tree, n = saved
+        f, fsave = saved
         g2 = ge.transpose(0, 1).reshape(ge.shape[1], -1)  # [B, C * K]
         gt = f.T @ g2
         self.grads[part] = gt if self.grads[part] is None else self.grads[part] + gt
-        return chen_bloch_back(bloch_features_back(g2 @ self.flat[part].T, tree, n), bsave)
+        return chen_features_back(g2 @ self.flat[part].T, fsave)
 
     def weight_grad(self) -> Tensor:
         k, kk = self.table.shape[0], self.table.shape[2]
