@@ -499,25 +499,26 @@ class BlochExpval(torch.autograd.Function):
 
 
 def transfer_rows_plain(plan, n: int, o: torch.Tensor, *rots: torch.Tensor) -> torch.Tensor:
-    """:class:`TransferRows` in plain differentiable tensor operations (the same numbers).
+    """:class:`TransferRows` in plain differentiable tensor operations (the same numbers and layout).
 
     For ``torch.compile``: its autograd derives one fused backward from these operations,
     where eager autograd would replay each of them (the eager path uses :class:`TransferRows`).
     """
     e00 = _unit00(o.dtype, o.device)
-    r4 = [(torch.nn.functional.pad(r, (1, 0, 1, 0)) + e00).unsqueeze(-3) for r in rots]
-    lead = r4[0].shape[1:-3] if r4 else ()
-    o = o.expand(*lead, *o.shape)
-    shape = o.shape
+    lead = rots[0].shape[1:-2] if rots else ()
+    k = o.shape[0]
+    r4 = [(torch.nn.functional.pad(r, (1, 0, 1, 0)) + e00).unsqueeze(-3).expand(r.shape[0], *lead, k, 4, 4)
+          .reshape(r.shape[0], -1, 4, 4) for r in rots]
+    o = o.expand(*lead, *o.shape).reshape(-1, o.shape[-1])  # [G * K, 4**n]
     for step in plan:
         if step[0] == "perm":
             o = o.index_select(-1, step[1]) * step[2]
         elif step[0] == "dense":
             o = o @ step[1]
         else:
-            ot = o.reshape(*shape[:-1], 4, -1).transpose(-1, -2)
-            o = (ot if step[2] is None else ot @ r4[step[2]][step[3]]).reshape(shape)
-    return o
+            ot = o.reshape(o.shape[0], 4, -1).transpose(1, 2)  # [G * K, 4**(n-1), 4]
+            o = (ot if step[2] is None else torch.bmm(ot, r4[step[2]][step[3]])).reshape(o.shape)
+    return o.view(*lead, k, -1)
 
 
 class TransferRows(torch.autograd.Function):
