@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from ..circuit._autograd import first_order_only
+from ..circuit.heisenberg import bloch_features
 
 __all__ = ["FusedFaithfulQLSTM", "chen_heisenberg", "chen_heisenberg_tables", "chen_bloch", "chen_features",
            "compiled_recurrence"]
@@ -109,6 +110,13 @@ def _pair_product_back(gf: Tensor, tree) -> Tensor:
     g_b = torch.bmm(xs[:, 0].unsqueeze(1), gp).reshape(b, m, 1, d)
     gq = torch.cat([g_a, g_b], 2).reshape(b, 2 * m, d)
     return gq if g_last is None else torch.cat([gq, g_last], 1)
+
+
+def _features_plain(v: Tensor) -> tuple[Tensor, None]:
+    """:func:`chen_features` as :func:`~qlstm.circuit.heisenberg.bloch_features` of :func:`chen_bloch`
+    (no backward state): what the compiled recurrence traces. Inductor's kernels for this form
+    were faster at batch 128 (1.9 against 2.3 ms per step) and equal at batch 1 and 16."""
+    return bloch_features(chen_bloch(v)[0])[0], None
 
 
 def chen_heisenberg(bound, n: int) -> bool:
@@ -197,11 +205,12 @@ def _forward_steps(x, h0, c0, t_gates, t_proc, keep: bool):
     steps = []
     h, c = h0, c0
     outs = []
+    feats = chen_features if keep else _features_plain  # keep=False: the compiled recurrence
     for t in range(x.shape[1]):
-        f, fsave = chen_features(torch.cat([x[:, t], h], 1))
+        f, fsave = feats(torch.cat([x[:, t], h], 1))
         g = (f @ t_gates).view(-1, 4, hidden)
         c, u, cell = cell_forward(g[:, 0], g[:, 1], g[:, 2], g[:, 3], c)
-        f2, fsave2 = chen_features(u)
+        f2, fsave2 = feats(u)
         p = f2 @ t_proc  # [B, 2H]
         h = p[:, :hidden]
         outs.append(p[:, hidden:])
