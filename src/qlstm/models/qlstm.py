@@ -76,9 +76,10 @@ class QLSTM(nn.Module):
             (:data:`~qlstm.circuit.templates.VQC_TEMPLATES`) or a callable
             ``(n_qubits, n_layers) -> Circuit`` of weights only. The Chen encoding and
             the ``<Z>`` read-out stay.
-        compiled: run the 4-qubit fused recurrence (above) through ``torch.compile`` (needs a C++
-            compiler; the first call per input shape compiles for up to a minute or more).
-            Measured 1.6x to 1.7x faster per step (docs/benchmarks.md): for long trainings.
+        compiled: run the transfer-table builds and the 4-qubit recurrence (above) as one
+            ``torch.compile`` region (needs a C++ compiler; every new input shape -- batch size,
+            sequence length -- compiles once, about 20 to 30 s on 2 cores). Measured about 2x to
+            2.5x faster per training step than the eager node (docs/benchmarks.md): for long trainings.
             Refused where no fused recurrence can apply (adapter mode, noise, shots); a warning
             at the first call where the 4-qubit one does not (the 5-8 qubit node then runs eager).
         mode: ``"faithful"`` -- :math:`v_t` is encoded straight into the gate VQCs
