@@ -138,10 +138,10 @@ def test_compiled_flag_is_checked():
     for kw in (dict(mode="adapter"), dict(noise="bit_flip:0.1"), dict(shots=10)):
         with pytest.raises(Exception, match="compiled=True needs the fused recurrence"):
             QLSTM(1, 2, compiled=True, **kw)
-    m = QLSTM(2, 3, compiled=True)  # 5 qubits: no fused recurrence, a warning, the eager path
+    m = QLSTM(1, 8, n_layers=1, compiled=True)  # 9 qubits: no fused recurrence, a warning, the step-by-step path
     with pytest.warns(UserWarning, match="does not apply to this model"):
-        out, _ = m(torch.randn(2, 3, 2))
-    assert out.shape == (2, 3, 3)
+        out, _ = m(torch.randn(2, 3, 1))
+    assert out.shape == (2, 3, 8)
 
 
 def test_second_derivatives_through_the_fused_node_are_refused():
@@ -266,3 +266,40 @@ def test_adapter_fused_skipped_where_it_does_not_apply():
         m = _model(1, 2, 0, n_qubits=nq, mode="adapter")
         assert m._fused_adapter_args() is None
         assert m(torch.randn(2, 3, 1, dtype=F64))[0].shape == (2, 3, 2)
+
+
+@pytest.mark.parametrize("i,h,template", [(1, 7, "chen"), (2, 3, "chen"), (1, 4, "strongly_entangling"),
+                                          (3, 2, "basic_entangler")])
+def test_real_arithmetic_recurrence_equals_the_fused_node(i, h, template):
+    """What compiled=True compiles at 5 to 8 qubits (complex numbers as real pairs, plain operations),
+    run eagerly, against the fused node: values and every gradient (8 qubits; 5 qubits with Heisenberg
+    processing; other templates)."""
+    from qlstm.models._compiled_general import general_recurrence
+
+    m = _model(i, h, 2, template=template)
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(3, 4, i, dtype=F64, generator=gen, requires_grad=True)
+    state = (torch.randn(1, 3, h, dtype=F64, generator=gen, requires_grad=True),
+             torch.randn(1, 3, h, dtype=F64, generator=gen, requires_grad=True))
+    ref = _loss_and_grads(m, x, state)
+    made = general_recurrence(m.gates.bind(), m.process.bind(), i + h, h)
+    assert made is not None
+    run, inputs = made
+    out, h_t, c_t = run(x, state[0][0], state[1][0], *inputs)
+    loss = out.square().sum() + (1.3 * h_t).sum() + c_t.square().sum()
+    grads = torch.autograd.grad(loss, [x, *state, *m.parameters()])
+    _assert_same(ref, (out, h_t.unsqueeze(0), c_t.unsqueeze(0), grads), 1e-11)
+
+
+@pytest.mark.slow
+def test_compiled_five_to_eight_qubit_recurrence_equals_eager():
+    """torch.compile of the real-arithmetic recurrence (slow: compiles for about a minute)."""
+    m = _model(2, 3, 1)
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 3, 2, dtype=F64, generator=gen, requires_grad=True)
+    state = (torch.randn(1, 4, 3, dtype=F64, generator=gen, requires_grad=True),
+             torch.randn(1, 4, 3, dtype=F64, generator=gen, requires_grad=True))
+    eager = _loss_and_grads(m, x, state)
+    m.compiled = True
+    assert m._fused_args()[0] is not FusedGeneralQLSTM.apply
+    _assert_same(eager, _loss_and_grads(m, x, state), 1e-10)

@@ -30,6 +30,7 @@ from ..circuit.templates import chen_vqc
 from ..errors import InputError, QlstmError
 from ..nn import QuantumLayer
 from ._fused import FusedFaithfulQLSTM, chen_heisenberg, chen_heisenberg_tables, compiled_recurrence
+from ._compiled_general import compiled_general_recurrence
 from ._fused_adapter import FusedAdapterQLSTM
 from ._fused_general import FusedGeneralQLSTM
 from ._fused_layered import layered_plan
@@ -76,12 +77,14 @@ class QLSTM(nn.Module):
             (:data:`~qlstm.circuit.templates.VQC_TEMPLATES`) or a callable
             ``(n_qubits, n_layers) -> Circuit`` of weights only. The Chen encoding and
             the ``<Z>`` read-out stay.
-        compiled: run the transfer-table builds and the 4-qubit recurrence (above) as one
-            ``torch.compile`` region (needs a C++ compiler; every new input shape -- batch size,
-            sequence length -- compiles once, about 20 to 30 s on 2 cores). Measured about 2x to
-            2.5x faster per training step than the eager node (docs/benchmarks.md): for long trainings.
-            Refused where no fused recurrence can apply (adapter mode, noise, shots); a warning
-            at the first call where the 4-qubit one does not (the 5-8 qubit node then runs eager).
+        compiled: run the faithful recurrence, with the construction of its VQCs from the weights,
+            as one ``torch.compile`` region (needs a C++ compiler; every new input shape -- batch
+            size, sequence length -- compiles once: about 20 to 30 s at 4 qubits, a minute at 8, on
+            2 cores). At 5 to 8 qubits the statevectors are held as real pairs
+            (:mod:`qlstm.models._compiled_general`). Measured per training step against the eager
+            node (docs/benchmarks.md): about 2x to 2.5x faster at 4 qubits, 1.1x to 1.7x at 8: for
+            long trainings. Refused where no fused recurrence can apply (adapter mode, noise, shots);
+            a warning at the first call where the compiled one does not (more than 8 qubits).
         mode: ``"faithful"`` -- :math:`v_t` is encoded straight into the gate VQCs
             (``n_qubits = input + hidden``, as in the authors' code); the gate VQCs
             measure ``<Z>`` on the first ``hidden_size`` wires; VQC5/VQC6 run on
@@ -201,7 +204,11 @@ class QLSTM(nn.Module):
             self._warn_uncompiled()
             return FusedFaithfulQLSTM.apply, (chen_heisenberg_tables(bg, self.n_qubits),
                                         chen_heisenberg_tables(bp, self.hidden_size))
-        self._warn_uncompiled()
+        if self.compiled:
+            made = compiled_general_recurrence(bg, bp, self.n_qubits, self.hidden_size)
+            if made is not None:
+                return made
+            self._warn_uncompiled()
         gates, process = _vqc_args(bg, self.n_qubits, 4), _vqc_args(bp, self.hidden_size, 2)
         if gates is None or process is None:
             return None
@@ -211,7 +218,7 @@ class QLSTM(nn.Module):
         if self.compiled and not getattr(self, "_warned", False):
             self._warned = True
             warnings.warn("QLSTM(compiled=True): the compiled recurrence does not apply to this model (it needs "
-                          "input_size + hidden_size <= 4 qubits and VQCs of CNOT-type blocks and one-qubit "
+                          "input_size + hidden_size <= 8 qubits and VQCs of CNOT-type blocks and one-qubit "
                           "rotations); running uncompiled", stacklevel=4)
 
     def _fused_adapter_args(self):
