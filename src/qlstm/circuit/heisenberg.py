@@ -498,19 +498,25 @@ class BlochExpval(torch.autograd.Function):
         return (None, g_r0, gt, *grads)
 
 
-def transfer_rows_plain(plan, n: int, o: torch.Tensor, *rots: torch.Tensor) -> torch.Tensor:
-    """:class:`TransferRows` in plain differentiable tensor operations (the same numbers and layout).
-
-    For ``torch.compile``: its autograd derives one fused backward from these operations,
-    where eager autograd would replay each of them (the eager path uses :class:`TransferRows`).
-    """
+def _rows_setup(o: torch.Tensor, rots) -> tuple:
+    """``(lead, k, r4, rows)``: the weight-group shape, the number of observables, each group's
+    ``1 (+) R`` padded and repeated over the ``K`` rows once (a tuple of ``[G * K, 4, 4]`` per gate,
+    so that every step is one plain bmm over ``G * K``, no broadcasting inside the product), and
+    the rows flattened to ``[G * K, 4**n]``."""
     e00 = _unit00(o.dtype, o.device)
     lead = rots[0].shape[1:-2] if rots else ()
     k = o.shape[0]
     r4 = [(torch.nn.functional.pad(r, (1, 0, 1, 0)) + e00).unsqueeze(-3).expand(r.shape[0], *lead, k, 4, 4)
-          .reshape(r.shape[0], -1, 4, 4) for r in rots]
-    o = o.expand(*lead, *o.shape).reshape(-1, o.shape[-1])  # [G * K, 4**n]
+          .reshape(r.shape[0], -1, 4, 4).unbind(0) for r in rots]
+    return lead, k, r4, o.expand(*lead, *o.shape).reshape(-1, o.shape[-1])
+
+
+def _rows_sweep(plan, o: torch.Tensor, r4, history: list | None = None) -> torch.Tensor:
+    """The forward sweep of :class:`TransferRows` over rows ``o [G * K, 4**n]`` (``history``: the
+    rows before each step, for the backward)."""
     for step in plan:
+        if history is not None:
+            history.append(o)
         if step[0] == "perm":
             o = o.index_select(-1, step[1]) * step[2]
         elif step[0] == "dense":
@@ -518,7 +524,17 @@ def transfer_rows_plain(plan, n: int, o: torch.Tensor, *rots: torch.Tensor) -> t
         else:
             ot = o.reshape(o.shape[0], 4, -1).transpose(1, 2)  # [G * K, 4**(n-1), 4]
             o = (ot if step[2] is None else torch.bmm(ot, r4[step[2]][step[3]])).reshape(o.shape)
-    return o.view(*lead, k, -1)
+    return o
+
+
+def transfer_rows_plain(plan, n: int, o: torch.Tensor, *rots: torch.Tensor) -> torch.Tensor:
+    """:class:`TransferRows` in plain differentiable tensor operations (the same numbers and layout).
+
+    For ``torch.compile``: its autograd derives one fused backward from these operations,
+    where eager autograd would replay each of them (the eager path uses :class:`TransferRows`).
+    """
+    lead, k, r4, rows = _rows_setup(o, rots)
+    return _rows_sweep(plan, rows, r4).view(*lead, k, -1)
 
 
 class TransferRows(torch.autograd.Function):
@@ -531,7 +547,7 @@ class TransferRows(torch.autograd.Function):
     for wires ``0..n-1`` in order (group None: no gate on that wire). Returns ``[*G, K, 4**n]``.
 
     A layer is applied wire by wire as one small matrix product each: the rows are held as
-    ``[*G, K, 4, 4**(n-1)]`` with the current wire's Pauli index first; multiplying by
+    ``[G * K, 4, 4**(n-1)]`` with the current wire's Pauli index first; multiplying by
     :math:`1\\oplus R` from the right and transposing moves that index last, so after ``n`` steps the
     wire order is back where it started and no step copies data. Same numbers as
     :func:`conjugate_rows` wire by wire (the reference in the tests).
@@ -543,24 +559,9 @@ class TransferRows(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, plan, n, o, *rots):
-        e00 = _unit00(o.dtype, o.device)
-        lead = rots[0].shape[1:-2] if rots else ()
-        k = o.shape[0]
-        # 1 (+) R of every gate, padded and repeated over the K rows once: [G * K, 4, 4] per gate, so
-        # that every step is one plain bmm over G * K (no broadcasting inside the product)
-        r4 = [(torch.nn.functional.pad(r, (1, 0, 1, 0)) + e00).unsqueeze(-3).expand(r.shape[0], *lead, k, 4, 4)
-              .reshape(r.shape[0], -1, 4, 4).unbind(0) for r in rots]
-        o = o.expand(*lead, *o.shape).reshape(-1, o.shape[-1])  # [G * K, 4**n]
+        lead, k, r4, o = _rows_setup(o, rots)
         history = []
-        for step in plan:
-            history.append(o)
-            if step[0] == "perm":
-                o = o.index_select(-1, step[1]) * step[2]
-            elif step[0] == "dense":
-                o = o @ step[1]
-            else:
-                ot = o.view(o.shape[0], 4, -1).transpose(1, 2)  # [G * K, 4**(n-1), 4]
-                o = (ot.contiguous() if step[2] is None else torch.bmm(ot, r4[step[2]][step[3]])).view(o.shape)
+        o = _rows_sweep(plan, o, r4, history)
         ctx.plan, ctx.n, ctx.history, ctx.r4, ctx.lead = plan, n, history, r4, (*lead, k)
         ctx.save_for_backward(*rots)
         return o.view(*lead, k, -1)
