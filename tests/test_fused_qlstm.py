@@ -271,24 +271,47 @@ def test_adapter_fused_skipped_where_it_does_not_apply():
         assert m(torch.randn(2, 3, 1, dtype=F64))[0].shape == (2, 3, 2)
 
 
-@pytest.mark.parametrize("i,h,template", [(1, 7, "chen"), (2, 3, "chen"), (1, 4, "strongly_entangling"),
-                                          (3, 2, "basic_entangler")])
-def test_real_arithmetic_recurrence_equals_the_fused_node(i, h, template):
-    """What compiled=True compiles at 5 to 8 qubits (complex numbers as real pairs, plain operations),
-    run eagerly, against the fused node: values and every gradient (8 qubits; 5 qubits with Heisenberg
-    processing; other templates)."""
-    from qlstm.models._compiled_general import general_recurrence
-
-    m = _model(i, h, 2, template=template)
-    gen = torch.Generator().manual_seed(11)
+def _assert_plain_run_matches(m, i, h, run, inputs):
+    """``run(x, h0, c0, *inputs)`` (a plain-operation recurrence, run eagerly) against the model's
+    fused node: outputs, final state and every gradient."""
+    gen = torch.Generator().manual_seed(12)
     x = torch.randn(3, 4, i, dtype=F64, generator=gen, requires_grad=True)
     state = (torch.randn(1, 3, h, dtype=F64, generator=gen, requires_grad=True),
              torch.randn(1, 3, h, dtype=F64, generator=gen, requires_grad=True))
     ref = _loss_and_grads(m, x, state)
-    made = general_recurrence(m.gates.bind(), m.process.bind(), i + h, h)
-    assert made is not None
-    run, inputs = made
     out, h_t, c_t = run(x, state[0][0], state[1][0], *inputs)
     loss = out.square().sum() + (1.3 * h_t).sum() + c_t.square().sum()
     grads = torch.autograd.grad(loss, [x, *state, *m.parameters()])
     _assert_same(ref, (out, h_t.unsqueeze(0), c_t.unsqueeze(0), grads), 1e-11)
+
+
+@pytest.mark.parametrize("i,h,template", [(1, 3, "chen"), (2, 2, "strongly_entangling"), (3, 1, "basic_entangler")])
+def test_plain_four_qubit_recurrence_equals_the_fused_node(i, h, template):
+    """What compiled=True compiles at up to 4 qubits (table builds and recurrence in plain operations),
+    run eagerly, against the fused node."""
+    from qlstm.models._fused import recurrence
+
+    m = _model(i, h, 2, template=template)
+    bg, bp = m.gates.bind(), m.process.bind()
+    _assert_plain_run_matches(m, i, h, recurrence(bg, bp, i + h, h), (bg.weights, bp.weights))
+
+
+def test_compiled_model_runs_the_eager_node_without_gradients():
+    """Evaluation under no_grad compiles nothing (the eager node, same numbers)."""
+    m = _model(1, 3, 1)
+    m.compiled = True
+    with torch.no_grad():
+        assert m._fused_args()[0] == FusedFaithfulQLSTM.apply
+
+
+@pytest.mark.parametrize("i,h,template", [(1, 7, "chen"), (2, 3, "chen"), (1, 4, "strongly_entangling"),
+                                          (3, 2, "basic_entangler")])
+def test_real_arithmetic_recurrence_equals_the_fused_node(i, h, template):
+    """What compiled=True compiles at 5 to 8 qubits (complex numbers as real pairs, plain operations),
+    run eagerly, against the fused node (8 qubits; 5 qubits with Heisenberg processing; other templates)."""
+    from qlstm.models._compiled_general import general_recurrence
+
+    m = _model(i, h, 2, template=template)
+    made = general_recurrence(m.gates.bind(), m.process.bind(), i + h, h)
+    assert made is not None
+    _assert_plain_run_matches(m, i, h, *made)

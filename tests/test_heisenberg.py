@@ -103,10 +103,12 @@ def test_transfer_rows_equals_conjugate_rows_wire_by_wire_and_its_backward_is_ex
     kind, source, sign = constant_transfer(perm_m, n)
     inverse = torch.empty_like(source)
     inverse[source] = torch.arange(source.numel())
-    rots = _random_rots((5, groups), gen).requires_grad_(True)  # five gates, two weight groups
-    # reverse order of application: a layer on wires 0, 2 (no gate on 1), the CNOT ring, a full layer
+    rots = _random_rots((6, groups), gen).requires_grad_(True)  # six gates (one unused), two weight groups
+    dense = torch.randn(4**n, 4**n, dtype=F64, generator=gen)  # a "dense" step (a non-Clifford block's map)
+    # reverse order of application: a layer on wires 0, 2 (no gate on 1), the CNOT ring, a dense map,
+    # a full layer; gate 5 appears in no step (its gradient must be zero)
     plan = [("rot", 0, 0, 0), ("rot", 1, None, None), ("rot", 2, 0, 1), ("perm", source, sign, inverse),
-            ("rot", 0, 0, 2), ("rot", 1, 0, 3), ("rot", 2, 0, 4)]
+            ("dense", dense), ("rot", 0, 0, 2), ("rot", 1, 0, 3), ("rot", 2, 0, 4)]
     o = observable_vectors([_Obs("Z", [0]), _Obs("XZ", [1, 2])], n, F64, None)
     fast = TransferRows.apply(plan, n, o, rots)
 
@@ -114,6 +116,8 @@ def test_transfer_rows_equals_conjugate_rows_wire_by_wire_and_its_backward_is_ex
     for step in plan:
         if step[0] == "perm":
             ref = ref[..., step[1]] * step[2]
+        elif step[0] == "dense":
+            ref = ref @ step[1]
         elif step[2] is not None:
             ref = conjugate_rows(ref, rots[step[3]], step[1], n)
     assert fast.shape == (groups, 2, 4**n)
@@ -122,6 +126,10 @@ def test_transfer_rows_equals_conjugate_rows_wire_by_wire_and_its_backward_is_ex
     g_fast, = torch.autograd.grad((fast * weights).sum(), rots)
     g_ref, = torch.autograd.grad((ref * weights).sum(), rots)
     assert torch.allclose(g_fast, g_ref, atol=1e-12)
+    assert bool((g_fast[5] == 0).all())
+    # groups of different weight shapes are refused, not broadcast against each other
+    with pytest.raises(ValueError, match="same weight-group shape"):
+        TransferRows.apply(plan, n, o, rots, rots[:, 0])
     # the plain-operation version (what torch.compile traces) gives the same rows and, by autograd, gradients
     plain = transfer_rows_plain(plan, n, o, rots)
     assert torch.allclose(plain, ref, atol=1e-12)

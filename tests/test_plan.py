@@ -196,13 +196,15 @@ def test_fused_run_gradcheck():
 
 @pytest.mark.parametrize("template", ["chen", "basic_entangler", "strongly_entangling"])
 @pytest.mark.parametrize("n", [2, 4])
-def test_plain_transfer_table_equals_the_hand_written_one(template, n):
+@pytest.mark.parametrize("lead", [(3, 1), (), (2,)])
+def test_plain_transfer_table_equals_the_hand_written_one(template, n, lead):
     """Program.transfer_table_fn (plain operations, what QLSTM(compiled=True) compiles) against
-    Program.transfer_table (hand-written backwards): same table, same weight gradient."""
+    Program.transfer_table (hand-written backwards): same table, same weight gradient, for grouped
+    ([G, 1, n_w], as QuantumLayer binds copies), ungrouped and [G, n_w] weights."""
     c = chen_vqc(n, 2, template=template)
     prog = compile_program(c, light_cone=True)
     gen = torch.Generator().manual_seed(n)
-    w = torch.randn(3, 1, c.n_weights, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(*lead, c.n_weights, dtype=torch.float64, generator=gen, requires_grad=True)
     fast = prog.transfer_table(w, torch.complex128, None)
     fn = prog.transfer_table_fn(torch.complex128, None)
     assert fn is not None

@@ -271,8 +271,8 @@ def _zyz_matrix(dtype, device) -> torch.Tensor:
     coefficients are integers, so rounding the least-squares fit makes it exact); cached.
     """
     def make():
-        gen = torch.Generator().manual_seed(0)
-        ang = torch.rand(3, 64, dtype=torch.float64, generator=gen) * 6.3
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        ang = torch.rand(3, 64, dtype=torch.float64, generator=gen, device="cpu") * 6.3
         c, s = torch.cos(ang), torch.sin(ang)
         u = torch.stack([c, s, torch.ones_like(c)], 1)  # [3, 3, 64]
         mono = (u[0][:, None, None] * u[1][None, :, None] * u[2][None, None, :]).reshape(27, -1)
@@ -505,6 +505,9 @@ def _rows_setup(o: torch.Tensor, rots) -> tuple:
     the rows flattened to ``[G * K, 4**n]``."""
     e00 = _unit00(o.dtype, o.device)
     lead = rots[0].shape[1:-2] if rots else ()
+    if any(r.shape[1:-2] != lead for r in rots):
+        raise ValueError(f"internal: TransferRows needs the same weight-group shape for every gate group, got "
+                         f"{[tuple(r.shape[1:-2]) for r in rots]}")
     k = o.shape[0]
     r4 = [(torch.nn.functional.pad(r, (1, 0, 1, 0)) + e00).unsqueeze(-3).expand(r.shape[0], *lead, k, 4, 4)
           .reshape(r.shape[0], -1, 4, 4).unbind(0) for r in rots]

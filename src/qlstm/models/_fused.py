@@ -33,7 +33,7 @@ from ..circuit._autograd import first_order_only
 from ..circuit.heisenberg import bloch_features
 
 __all__ = ["FusedFaithfulQLSTM", "chen_heisenberg", "chen_heisenberg_tables", "chen_bloch", "chen_features",
-           "compiled_recurrence"]
+           "compiled_recurrence", "recurrence"]
 
 # torch.compile'd recurrences, made once per process (and programs, dtype, device)
 _COMPILED: dict = {}
@@ -150,28 +150,37 @@ def chen_heisenberg_tables(bound, n: int) -> Tensor | None:
     return table.reshape(table.shape[0], -1)
 
 
+def recurrence(gates, process, n: int, hidden: int):
+    """``run(x, h0, c0, w_gates, w_process) -> (outputs, h_T, c_T)``: the table builds and the
+    recurrence in plain tensor operations (what :func:`compiled_recurrence` compiles; the tests run
+    it eagerly too), or None where a table has no plain-operation form
+    (:meth:`~qlstm.circuit.plan.Program.transfer_table_fn`). ``gates``/``process``: the bound VQC
+    groups (:func:`chen_heisenberg` must hold for both)."""
+    table_g = gates.program.transfer_table_fn(gates.dtype, gates.device)
+    table_p = process.program.transfer_table_fn(process.dtype, process.device)
+    if table_g is None or table_p is None:
+        return None
+
+    def run(x, h0, c0, wg, wp):
+        tg, tp = table_g(wg).reshape(4**n, -1), table_p(wp).reshape(4**hidden, -1)
+        return _forward_steps(x, h0, c0, tg, tp, keep=False)[:3]
+
+    return run
+
+
 def compiled_recurrence(gates, process, n: int, hidden: int):
-    """``fn(x, h0, c0, w_gates, w_process) -> (outputs, h_T, c_T)``: table builds and recurrence
-    as one ``torch.compile`` region, made once per process (and pair of programs, dtype, device);
-    None where a table has no plain-operation form (:meth:`~qlstm.circuit.plan.Program.transfer_table_fn`).
+    """:func:`recurrence` as one ``torch.compile`` region, made once per process (and pair of
+    programs, dtype, device); None where it does not apply.
 
     Everything in it is plain tensor operations (:func:`~qlstm.circuit.heisenberg.transfer_rows_plain`,
     the recurrence of this module without its hand-written backward): the compiler derives one
     backward for the whole region and fuses its small operations, which the eager path cannot.
-    ``gates``/``process``: the bound VQC groups (:func:`chen_heisenberg` must hold for both).
     """
-    dtype, device = gates.dtype, gates.device
-    key = ("recurrence", id(gates.program), id(process.program), dtype, str(device))
+    key = ("recurrence", id(gates.program), id(process.program), gates.dtype, str(gates.device))
     if key not in _COMPILED:
-        table_g = gates.program.transfer_table_fn(dtype, device)
-        table_p = process.program.transfer_table_fn(dtype, device)
-        if table_g is None or table_p is None:
+        run = recurrence(gates, process, n, hidden)
+        if run is None:
             return None
-
-        def run(x, h0, c0, wg, wp):
-            tg, tp = table_g(wg).reshape(4**n, -1), table_p(wp).reshape(4**hidden, -1)
-            return _forward_steps(x, h0, c0, tg, tp, keep=False)[:3]
-
         # static shapes (each new batch or sequence length compiles once: specialised kernels were
         # 1.1x to 1.4x faster per step than one dynamic-shape graph); the C++ wrapper calls the
         # kernels without Python in between (about 10 % per step). The programs stay referenced

@@ -83,8 +83,10 @@ class QLSTM(nn.Module):
             2 cores). At 5 to 8 qubits the statevectors are held as real pairs
             (:mod:`qlstm.models._compiled_general`). Measured per training step against the eager
             node (docs/benchmarks.md): about 2x to 2.5x faster at 4 qubits, 1.1x to 1.7x at 8: for
-            long trainings. Refused where no fused recurrence can apply (adapter mode, noise, shots);
-            a warning at the first call where the compiled one does not (more than 8 qubits).
+            long trainings. Only where gradients are recorded: under ``torch.no_grad()``
+            (evaluation) the eager node runs, so evaluation compiles nothing. Refused where no
+            fused recurrence can apply (adapter mode, noise, shots); a warning at the first call
+            where the compiled one does not (more than 8 qubits).
         mode: ``"faithful"`` -- :math:`v_t` is encoded straight into the gate VQCs
             (``n_qubits = input + hidden``, as in the authors' code); the gate VQCs
             measure ``<Z>`` on the first ``hidden_size`` wires; VQC5/VQC6 run on
@@ -197,14 +199,18 @@ class QLSTM(nn.Module):
                 and self.gates._pure and self.process._pure):
             return None
         bg, bp = self.gates.bind(), self.process.bind()  # binding is cheap: tables are built on first use
+        # compiled: for training; without gradients (evaluation) the eager node runs, instead of
+        # compiling another graph for that mode and its batch size
+        compiled = self.compiled and torch.is_grad_enabled()
         if chen_heisenberg(bp, self.hidden_size) and chen_heisenberg(bg, self.n_qubits):
-            run = compiled_recurrence(bg, bp, self.n_qubits, self.hidden_size) if self.compiled else None
+            run = compiled_recurrence(bg, bp, self.n_qubits, self.hidden_size) if compiled else None
             if run is not None:
                 return run, (bg.weights, bp.weights)
-            self._warn_uncompiled()
+            if compiled:
+                self._warn_uncompiled()
             return FusedFaithfulQLSTM.apply, (chen_heisenberg_tables(bg, self.n_qubits),
                                         chen_heisenberg_tables(bp, self.hidden_size))
-        if self.compiled:
+        if compiled:
             made = compiled_general_recurrence(bg, bp, self.n_qubits, self.hidden_size)
             if made is not None:
                 return made
