@@ -847,3 +847,39 @@ def test_amplitude_encoding_errors():
             run(c, x, method=m)
     with pytest.raises(CircuitError, match="amplitude encoding of 5 values needs at least 3 wires"):
         Circuit(3).amplitude_encoding(5, (0, 1))
+
+
+@pytest.mark.parametrize("seed,n,density", [(700, 3, False), (701, 4, False), (702, 4, True), (703, 5, False)])
+def test_branch_simulator_fused_runs_equal_gate_by_gate(seed, n, density, monkeypatch):
+    """Runs of unconditional, data-free gates multiplied out once (execute._fused_runs) against the same
+    circuit gate by gate (FUSE_MAX_WIRES = 0): distributions, expectation values and gradients."""
+    import qlstm.circuit.execute as ex
+
+    rng = np.random.default_rng(seed)
+    c = Circuit(n)
+    x = c.inputs(n)
+    w = c.weights(4 * n)
+    for q in range(n):
+        c.ry(q, E.atan(x[q]))
+    for block in range(3):  # weight-only blocks, then a mid-circuit measurement, a reset and conditioned gates
+        for q in range(n):
+            c.rot(q, w[(block * n + q) % (4 * n)], float(rng.uniform(-1, 1)), w[(block + q) % (4 * n)])
+        for q in range(n - 1):
+            c.cnot(q, q + 1)
+        c.crz(0, n - 1, w[block])
+        bit = c.measure(block % n, reset=block == 1)
+        c.rx(n - 1, w[3 * n + block], condition=bit)  # if that bit is 1
+        if density:
+            c.channel("depolarizing", int(rng.integers(n)), 0.1)
+    c.expval("Z", 0).expval("XY", (1, n - 1))
+    xs = torch.tensor(rng.normal(size=(3, n)), dtype=F64, requires_grad=True)
+    ws = torch.tensor(rng.uniform(-math.pi, math.pi, size=4 * n), dtype=F64, requires_grad=True)
+    assert any(i == "fused" for i, _ in ex._fused_runs(c))
+    out = {}
+    for k in (0, 5):
+        monkeypatch.setattr(ex, "FUSE_MAX_WIRES", k)
+        r = run(c, xs, ws, method="density" if density else "statevector")
+        loss = r.expvals.square().sum() + (r.clbit_probs * torch.arange(r.clbit_probs.shape[1])).sum()
+        out[k] = (r.expvals, r.clbit_probs, *torch.autograd.grad(loss, [xs, ws]))
+    for a, b in zip(out[0], out[5]):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)

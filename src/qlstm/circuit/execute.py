@@ -410,6 +410,61 @@ def _clbit_distribution(circuit: Circuit, branches: _Branches, terminal_ops: lis
     return out.scatter_add(1, flat_idx, marg.permute(1, 0, 2).reshape(batch, -1))
 
 
+#: widest run of unconditional, data-free gates that the branch simulator multiplies out into one
+#: matrix (``2**k x 2**k``) before applying it (:func:`_fused_runs`); 0 turns the fusion off
+FUSE_MAX_WIRES = 5
+
+
+def _fused_runs(circuit: Circuit) -> list:
+    """``circuit.ops`` with maximal runs (two or more) of consecutive unconditional gates that read
+    no inputs and together touch at most :data:`FUSE_MAX_WIRES` wires replaced by
+    ``("fused", (wires, gates))``; other entries are ``(index, op)``. Cached on the circuit.
+
+    A mid-circuit-measurement circuit multiplies its branches with every measurement, and each
+    gate is then a pass over all of them; a run of ``m`` gates multiplied out once per call costs
+    one pass instead of ``m``.
+    """
+    key = ("fused_runs", circuit._version, FUSE_MAX_WIRES)
+    cache = circuit.__dict__.setdefault("_fused_runs_cache", {})
+    if key in cache:
+        return cache[key]
+    items, run, wires = [], [], set()
+
+    def flush():
+        if len(run) >= 2:
+            items.append(("fused", (tuple(sorted(wires)), [op for _, op in run])))
+        else:
+            items.extend(run)
+        run.clear()
+        wires.clear()
+
+    for i, op in enumerate(circuit.ops):
+        fusable = (isinstance(op, Gate) and op.condition is None and not op.uses_input
+                   and FUSE_MAX_WIRES > 0 and len(op.wires) <= FUSE_MAX_WIRES)
+        if fusable and len(wires | set(op.wires)) > FUSE_MAX_WIRES:
+            flush()
+        if fusable:
+            run.append((i, op))
+            wires.update(op.wires)
+        else:
+            flush()
+            items.append((i, op))
+    flush()
+    cache.clear()
+    cache[key] = items
+    return items
+
+
+def _run_matrix(gates: list, wires: tuple, w, cdtype, device) -> torch.Tensor:
+    """The ``2**k x 2**k`` matrix of ``gates`` (applied in order) on ``wires`` (``wires[0]`` most significant)."""
+    k = len(wires)
+    local = {wire: j for j, wire in enumerate(wires)}
+    rows = torch.eye(2**k, dtype=cdtype, device=device)  # row j: the image of basis state j
+    for g in gates:
+        rows = K.apply_matrix(rows, gate_matrix_of(g, None, w, cdtype, device), [local[q] for q in g.wires], k)
+    return rows.T
+
+
 def _simulate_branches(circuit, x, w, batch, cdtype, device, density: bool, use_terminal: bool,
                        info: Analysis, want_state: bool):
     n = circuit.n_qubits
@@ -421,8 +476,11 @@ def _simulate_branches(circuit, x, w, batch, cdtype, device, density: bool, use_
     bits = torch.zeros(1, max(circuit.n_clbits, 0), dtype=torch.long, device=device)
     br = _Branches(data, bits, density, n)
     terminal_ops = []
-    for i, op in enumerate(circuit.ops):
-        if isinstance(op, Gate):
+    for i, op in _fused_runs(circuit):
+        if i == "fused":
+            wires, gates = op
+            br.gate(_run_matrix(gates, wires, w, cdtype, device), wires, None)
+        elif isinstance(op, Gate):
             br.gate(gate_matrix_of(op, x, w, cdtype, device), op.wires, op.condition)
         elif isinstance(op, AmplitudeEncoding):
             br.embed(amplitude_vector(op, x, cdtype), op.wires)
