@@ -185,7 +185,9 @@ def compiled_recurrence(gates, process, n: int, hidden: int):
         # 1.1x to 1.4x faster per step than one dynamic-shape graph); the C++ wrapper calls the
         # kernels without Python in between (about 10 % per step). The programs stay referenced
         # with their function, so that their ids stay unique.
-        _COMPILED[key] = (gates.program, process.program, torch.compile(run, dynamic=False, options={"cpp_wrapper": True}))
+        # (the C++ wrapper on CPU only: it is what was measured; GPUs keep inductor's default)
+        options = {"cpp_wrapper": True} if torch.device(gates.device or "cpu").type == "cpu" else None
+        _COMPILED[key] = (gates.program, process.program, torch.compile(run, dynamic=False, options=options))
     return _COMPILED[key][2]
 
 
