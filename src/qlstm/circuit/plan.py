@@ -584,7 +584,6 @@ class Program:
         ops = self.operators(w, dtype, device) if ops is None else ops
         return pauli_transfer(ops[0][1], circ.observables, n, dtype, device)
 
-
     def transfer_table_fn(self, dtype, device):
         """``w -> transfer table [4**n, *G, K]`` in plain tensor operations, its plan resolved now;
         None where :meth:`transfer_table` would not take the real-arithmetic rows path.
