@@ -285,17 +285,6 @@ def _assert_plain_run_matches(m, i, h, run, inputs):
     _assert_same(ref, (out, h_t.unsqueeze(0), c_t.unsqueeze(0), grads), 1e-11)
 
 
-@pytest.mark.parametrize("i,h,template", [(1, 3, "chen"), (2, 2, "strongly_entangling"), (3, 1, "basic_entangler")])
-def test_plain_four_qubit_recurrence_equals_the_fused_node(i, h, template):
-    """What compiled=True compiles at up to 4 qubits (table builds and recurrence in plain operations),
-    run eagerly, against the fused node."""
-    from qlstm.models._fused import recurrence
-
-    m = _model(i, h, 2, template=template)
-    bg, bp = m.gates.bind(), m.process.bind()
-    _assert_plain_run_matches(m, i, h, recurrence(bg, bp, i + h, h), (bg.weights, bp.weights))
-
-
 def test_compiled_model_runs_the_eager_node_without_gradients():
     """Evaluation under no_grad compiles nothing (the eager node, same numbers)."""
     m = _model(1, 3, 1)
@@ -304,11 +293,13 @@ def test_compiled_model_runs_the_eager_node_without_gradients():
         assert m._fused_args()[0] == FusedFaithfulQLSTM.apply
 
 
-@pytest.mark.parametrize("i,h,template", [(1, 7, "chen"), (2, 3, "chen"), (1, 4, "strongly_entangling"),
+@pytest.mark.parametrize("i,h,template", [(1, 3, "chen"), (2, 2, "strongly_entangling"), (3, 1, "basic_entangler"),
+                                          (1, 7, "chen"), (2, 3, "chen"), (1, 4, "strongly_entangling"),
                                           (3, 2, "basic_entangler")])
-def test_real_arithmetic_recurrence_equals_the_fused_node(i, h, template):
-    """What compiled=True compiles at 5 to 8 qubits (complex numbers as real pairs, plain operations),
-    run eagerly, against the fused node (8 qubits; 5 qubits with Heisenberg processing; other templates)."""
+def test_plain_recurrence_equals_the_fused_node(i, h, template):
+    """What compiled=True compiles (plain operations: Heisenberg groups up to 4 qubits, complex numbers
+    as real pairs from 5), run eagerly, against the fused nodes: 4 qubits, 8 qubits, 5 qubits with
+    Heisenberg processing, three templates."""
     from qlstm.models._compiled_general import general_recurrence
 
     m = _model(i, h, 2, template=template)

@@ -32,10 +32,9 @@ from torch import Tensor
 from ..circuit._autograd import first_order_only
 from ..circuit.heisenberg import bloch_features
 
-__all__ = ["FusedFaithfulQLSTM", "chen_heisenberg", "chen_heisenberg_tables", "chen_bloch", "chen_features",
-           "compiled_recurrence", "recurrence"]
+__all__ = ["FusedFaithfulQLSTM", "chen_heisenberg", "chen_heisenberg_tables", "chen_bloch", "chen_features"]
 
-# torch.compile'd recurrences, made once per process (and programs, dtype, device)
+# torch.compile'd recurrences (:mod:`._compiled_general`), made once per process (and programs, dtype, device)
 _COMPILED: dict = {}
 
 
@@ -114,8 +113,9 @@ def _pair_product_back(gf: Tensor, tree) -> Tensor:
 
 def _features_plain(v: Tensor) -> tuple[Tensor, None]:
     """:func:`chen_features` as :func:`~qlstm.circuit.heisenberg.bloch_features` of :func:`chen_bloch`
-    (no backward state): what the compiled recurrence traces. Inductor's kernels for this form
-    were faster at batch 128 (1.9 against 2.3 ms per step) and equal at batch 1 and 16."""
+    (no backward state): what the compiled recurrence (:mod:`._compiled_general`) traces.
+    Inductor's kernels for this form were faster at batch 128 (1.9 against 2.3 ms per step) and
+    equal at batch 1 and 16."""
     return bloch_features(chen_bloch(v)[0])[0], None
 
 
@@ -150,47 +150,6 @@ def chen_heisenberg_tables(bound, n: int) -> Tensor | None:
     return table.reshape(table.shape[0], -1)
 
 
-def recurrence(gates, process, n: int, hidden: int):
-    """``run(x, h0, c0, w_gates, w_process) -> (outputs, h_T, c_T)``: the table builds and the
-    recurrence in plain tensor operations (what :func:`compiled_recurrence` compiles; the tests run
-    it eagerly too), or None where a table has no plain-operation form
-    (:meth:`~qlstm.circuit.plan.Program.transfer_table_fn`). ``gates``/``process``: the bound VQC
-    groups (:func:`chen_heisenberg` must hold for both)."""
-    table_g = gates.program.transfer_table_fn(gates.dtype, gates.device)
-    table_p = process.program.transfer_table_fn(process.dtype, process.device)
-    if table_g is None or table_p is None:
-        return None
-
-    def run(x, h0, c0, wg, wp):
-        tg, tp = table_g(wg).reshape(4**n, -1), table_p(wp).reshape(4**hidden, -1)
-        return _forward_steps(x, h0, c0, tg, tp, keep=False)[:3]
-
-    return run
-
-
-def compiled_recurrence(gates, process, n: int, hidden: int):
-    """:func:`recurrence` as one ``torch.compile`` region, made once per process (and pair of
-    programs, dtype, device); None where it does not apply.
-
-    Everything in it is plain tensor operations (:func:`~qlstm.circuit.heisenberg.transfer_rows_plain`,
-    the recurrence of this module without its hand-written backward): the compiler derives one
-    backward for the whole region and fuses its small operations, which the eager path cannot.
-    """
-    key = ("recurrence", id(gates.program), id(process.program), gates.dtype, str(gates.device))
-    if key not in _COMPILED:
-        run = recurrence(gates, process, n, hidden)
-        if run is None:
-            return None
-        # static shapes (each new batch or sequence length compiles once: specialised kernels were
-        # 1.1x to 1.4x faster per step than one dynamic-shape graph); the C++ wrapper calls the
-        # kernels without Python in between (about 10 % per step). The programs stay referenced
-        # with their function, so that their ids stay unique.
-        # (the C++ wrapper on CPU only: it is what was measured; GPUs keep inductor's default)
-        options = {"cpp_wrapper": True} if torch.device(gates.device or "cpu").type == "cpu" else None
-        _COMPILED[key] = (gates.program, process.program, torch.compile(run, dynamic=False, options=options))
-    return _COMPILED[key][2]
-
-
 def cell_forward(gf: Tensor, gi: Tensor, gg: Tensor, go: Tensor, c: Tensor):
     """The LSTM update from the four gate pre-activations: ``(c_t, u = o * tanh(c_t), saved)``.
 
@@ -210,23 +169,21 @@ def cell_backward(gu: Tensor, gc: Tensor, saved) -> tuple[tuple[Tensor, Tensor, 
     return grads, gcc * sf
 
 
-def _forward_steps(x, h0, c0, t_gates, t_proc, keep: bool):
-    """The recurrence; returns ``(outputs, h_T, c_T, steps)`` with what the backward needs if ``keep``."""
+def _forward_steps(x, h0, c0, t_gates, t_proc):
+    """The recurrence; returns ``(outputs, h_T, c_T, steps)`` with what the backward needs."""
     hidden = h0.shape[1]
     steps = []
     h, c = h0, c0
     outs = []
-    feats = chen_features if keep else _features_plain  # keep=False: the compiled recurrence
     for t in range(x.shape[1]):
-        f, fsave = feats(torch.cat([x[:, t], h], 1))
+        f, fsave = chen_features(torch.cat([x[:, t], h], 1))
         g = (f @ t_gates).view(-1, 4, hidden)
         c, u, cell = cell_forward(g[:, 0], g[:, 1], g[:, 2], g[:, 3], c)
-        f2, fsave2 = feats(u)
+        f2, fsave2 = chen_features(u)
         p = f2 @ t_proc  # [B, 2H]
         h = p[:, :hidden]
         outs.append(p[:, hidden:])
-        if keep:
-            steps.append((f, fsave, cell, f2, fsave2))
+        steps.append((f, fsave, cell, f2, fsave2))
     return torch.stack(outs, 1), h, c, steps
 
 
@@ -255,12 +212,13 @@ class FusedFaithfulQLSTM(torch.autograd.Function):
     """``apply(x [B, T, I], h0 [B, H], c0 [B, H], t_gates [4**(I+H), 4H], t_proc [4**H, 2H])``
     -> ``(outputs [B, T, H], h_T [B, H], c_T [B, H])``; see the module docstring.
 
-    ``QLSTM(compiled=True)`` runs the same recurrence through :func:`compiled_recurrence` instead.
+    ``QLSTM(compiled=True)`` runs the same recurrence through
+    :func:`~qlstm.models._compiled_general.compiled_general_recurrence` instead.
     """
 
     @staticmethod
     def forward(ctx, x, h0, c0, t_gates, t_proc):
-        out, h, c, steps = _forward_steps(x, h0, c0, t_gates, t_proc, keep=True)
+        out, h, c, steps = _forward_steps(x, h0, c0, t_gates, t_proc)
         ctx.steps, ctx.sizes = steps, (x.shape[2], x.shape[2] + h0.shape[1])
         ctx.save_for_backward(t_gates, t_proc)
         return out, h, c

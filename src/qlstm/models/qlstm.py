@@ -29,7 +29,7 @@ from ..circuit.noise import NoiseModel
 from ..circuit.templates import chen_vqc
 from ..errors import InputError, QlstmError
 from ..nn import QuantumLayer
-from ._fused import FusedFaithfulQLSTM, chen_heisenberg, chen_heisenberg_tables, compiled_recurrence
+from ._fused import FusedFaithfulQLSTM, chen_heisenberg, chen_heisenberg_tables
 from ._compiled_general import compiled_general_recurrence
 from ._fused_adapter import FusedAdapterQLSTM
 from ._fused_general import FusedGeneralQLSTM
@@ -202,19 +202,14 @@ class QLSTM(nn.Module):
         # compiled: for training; without gradients (evaluation) the eager node runs, instead of
         # compiling another graph for that mode and its batch size
         compiled = self.compiled and torch.is_grad_enabled()
-        if chen_heisenberg(bp, self.hidden_size) and chen_heisenberg(bg, self.n_qubits):
-            run = compiled_recurrence(bg, bp, self.n_qubits, self.hidden_size) if compiled else None
-            if run is not None:
-                return run, (bg.weights, bp.weights)
-            if compiled:
-                self._warn_uncompiled()
-            return FusedFaithfulQLSTM.apply, (chen_heisenberg_tables(bg, self.n_qubits),
-                                        chen_heisenberg_tables(bp, self.hidden_size))
         if compiled:
             made = compiled_general_recurrence(bg, bp, self.n_qubits, self.hidden_size)
             if made is not None:
                 return made
             self._warn_uncompiled()
+        if chen_heisenberg(bp, self.hidden_size) and chen_heisenberg(bg, self.n_qubits):
+            return FusedFaithfulQLSTM.apply, (chen_heisenberg_tables(bg, self.n_qubits),
+                                              chen_heisenberg_tables(bp, self.hidden_size))
         gates, process = _vqc_args(bg, self.n_qubits, 4), _vqc_args(bp, self.hidden_size, 2)
         if gates is None or process is None:
             return None
