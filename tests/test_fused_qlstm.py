@@ -306,3 +306,21 @@ def test_plain_recurrence_equals_the_fused_node(i, h, template):
     made = general_recurrence(m.gates.bind(), m.process.bind(), i + h, h)
     assert made is not None
     _assert_plain_run_matches(m, i, h, *made)
+
+
+@pytest.mark.slow
+def test_compiled_model_can_be_copied_and_saved_whole():
+    """A compiled model deep-copies and pickles as a whole module (nothing compiled in its state)."""
+    import copy
+    import io
+
+    m = _model(1, 2, 1)
+    m.compiled = True
+    x = torch.randn(2, 3, 1, dtype=F64)
+    out, _ = m(x)
+    out.sum().backward()
+    torch.testing.assert_close(copy.deepcopy(m)(x)[0], out, atol=0, rtol=0)
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    buf.seek(0)
+    torch.testing.assert_close(torch.load(buf, weights_only=False)(x)[0], out, atol=0, rtol=0)

@@ -211,7 +211,9 @@ def compiled_general_recurrence(gates, process, n: int, hidden: int):
     key = ("recurrence", id(gates.program), id(process.program), gates.dtype, str(gates.device))
     if key not in _COMPILED:
         # the run depends on the programs only (plans, tables' plans), not on this bind's weights;
-        # the programs stay referenced with their function, so that their ids stay unique
+        # the programs stay referenced with their function, so that their ids stay unique. A
+        # module-level dict, not the program's own cache: a model with a compiled function in
+        # its circuits' caches could no longer be pickled whole (torch.save(model))
         options = {"cpp_wrapper": True} if torch.device(gates.device or "cpu").type == "cpu" else None
         _COMPILED[key] = (gates.program, process.program, torch.compile(made[0], dynamic=False, options=options))
     return _COMPILED[key][2], made[1]
