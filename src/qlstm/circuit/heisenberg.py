@@ -38,7 +38,8 @@ from ._autograd import first_order_only
 from .adjoint import _kron_tree, _kron_tree_back, _put_wires
 
 __all__ = [
-    "BlochExpval", "PauliExpval", "TransferRows", "WeightZYZRotation", "transfer_rows_plain", "bloch_features", "bloch_features_back", "bloch_of", "bloch_prefix",
+    "BlochExpval", "PauliExpval", "TransferRows", "WeightZYZRotation", "transfer_rows_plain", "bloch_features",
+    "bloch_features_back", "bloch_of", "bloch_prefix",
     "bloch_rotation", "conjugate_rows",
     "constant_transfer", "observable_matrices", "observable_vectors", "pauli_transfer", "rotation_spec", "so3_of",
 ]

@@ -358,18 +358,16 @@ class _WeightRun:
                 plan.append(("layer", next(layers)))
         return FusedRun.apply(plan, n, cdtype, *mats)
 
-    def transfer_rows(self, o: torch.Tensor, w, cdtype, device, n: int, plain: bool = False) -> torch.Tensor:
+    def transfer_rows(self, o: torch.Tensor, w, cdtype, device, n: int) -> torch.Tensor:
         """Conjugate observables ``o [K, 4**n]`` (Pauli coefficient rows) by the run: ``U^dag O U``.
 
         Real arithmetic, last part first: a constant block is a signed permutation
         (or dense map) of the coefficients, a layer the Kronecker product of its
         gates' Bloch rotations. Returns ``[*G, K, 4**n]``. Needs :meth:`adjoint_ready`.
-        ``plain``: plain tensor operations instead of the hand-written backwards
-        (:func:`~qlstm.circuit.heisenberg.transfer_rows_plain`, for ``torch.compile``).
+        (:meth:`Program.transfer_table_fn` is the same in plain operations, for ``torch.compile``.)
         """
-        rots = self.rotations(w, cdtype, device, plain)
-        rows = transfer_rows_plain if plain else TransferRows.apply
-        return rows(self._transfer_plan(o.dtype, device, n), n, o, *rots)
+        rots = self.rotations(w, cdtype, device)
+        return TransferRows.apply(self._transfer_plan(o.dtype, device, n), n, o, *rots)
 
     def rotations(self, w, cdtype, device, plain: bool = False) -> list[torch.Tensor]:
         """The Bloch rotations ``[m_g, *G, 3, 3]`` of every gate group of the layers."""

@@ -30,7 +30,6 @@ import torch
 from torch import Tensor
 
 from ..circuit._autograd import first_order_only
-from ..circuit.heisenberg import bloch_features
 
 __all__ = ["FusedFaithfulQLSTM", "chen_heisenberg", "chen_heisenberg_tables", "chen_bloch", "chen_features"]
 
@@ -109,14 +108,6 @@ def _pair_product_back(gf: Tensor, tree) -> Tensor:
     g_b = torch.bmm(xs[:, 0].unsqueeze(1), gp).reshape(b, m, 1, d)
     gq = torch.cat([g_a, g_b], 2).reshape(b, 2 * m, d)
     return gq if g_last is None else torch.cat([gq, g_last], 1)
-
-
-def _features_plain(v: Tensor) -> tuple[Tensor, None]:
-    """:func:`chen_features` as :func:`~qlstm.circuit.heisenberg.bloch_features` of :func:`chen_bloch`
-    (no backward state): what the compiled recurrence (:mod:`._compiled_general`) traces.
-    Inductor's kernels for this form were faster at batch 128 (1.9 against 2.3 ms per step) and
-    equal at batch 1 and 16."""
-    return bloch_features(chen_bloch(v)[0])[0], None
 
 
 def chen_heisenberg(bound, n: int) -> bool:
