@@ -13,8 +13,11 @@ from qlstm.models.qlstm import QLSTM
 F64 = torch.float64
 
 
-def _model(i, h, layers=2, dtype=F64, seed=0, **kw):
+def _model(i, h, layers=2, dtype=F64, seed=0, native=False, **kw):
+    """A model with random weights; the native kernels off (tests/test_native_qlstm.py compares them
+    with the torch nodes tested here)."""
     m = QLSTM(i, h, n_layers=layers, dtype=dtype, generator=torch.Generator().manual_seed(seed), **kw)
+    m.native = native
     with torch.no_grad():
         for p in m.parameters():
             p.normal_(generator=torch.Generator().manual_seed(seed + 1))
@@ -106,6 +109,7 @@ def test_fused_float32_batch_first_false_and_continuation(hidden, node):
     torch.testing.assert_close(torch.cat([a, b], 1), out, atol=1e-5, rtol=0)
     torch.testing.assert_close(h2, h, atol=1e-5, rtol=0)
     tm = QLSTM(1, hidden, n_layers=2, batch_first=False)
+    tm.native = False
     tm.load_state_dict(m.state_dict())
     o_t, _ = tm(x.transpose(0, 1))
     torch.testing.assert_close(o_t.transpose(0, 1), out, atol=1e-5, rtol=0)

@@ -34,6 +34,7 @@ from ._compiled_general import compiled_general_recurrence
 from ._fused_adapter import FusedAdapterQLSTM
 from ._fused_general import FusedGeneralQLSTM
 from ._fused_layered import layered_plan
+from ._native_qlstm import NativeFaithfulQLSTM, native_spec
 from .lstm import _check_finite, _fmt
 
 __all__ = ["QLSTM", "GATE_NAMES"]
@@ -117,6 +118,9 @@ class QLSTM(nn.Module):
     #: :mod:`~qlstm.models._fused`, :mod:`~qlstm.models._fused_general`; adapter mode:
     #: :mod:`~qlstm.models._fused_adapter`); False: step by step
     fused = True
+    #: on the CPU, run that node's Heisenberg case as native kernels where they load
+    #: (:mod:`~qlstm.models._native_qlstm`); False: the torch node, the reference
+    native = True
 
     def __init__(
         self,
@@ -198,10 +202,14 @@ class QLSTM(nn.Module):
         if not (self.fused and self.mode == "faithful" and self.gates.bindable and self.process.bindable
                 and self.gates._pure and self.process._pure):
             return None
-        bg, bp = self.gates.bind(), self.process.bind()  # binding is cheap: tables are built on first use
         # compiled: for training; without gradients (evaluation) the eager node runs, instead of
         # compiling another graph for that mode and its batch size
         compiled = self.compiled and torch.is_grad_enabled()
+        if self.native and not compiled:
+            native = self._native_args()
+            if native is not None:
+                return native
+        bg, bp = self.gates.bind(), self.process.bind()  # binding is cheap: tables are built on first use
         if compiled:
             made = compiled_general_recurrence(bg, bp, self.n_qubits, self.hidden_size)
             if made is not None:
@@ -214,6 +222,25 @@ class QLSTM(nn.Module):
         if gates is None or process is None:
             return None
         return FusedGeneralQLSTM.apply, (gates[0], process[0], gates[1], process[1])
+
+    def _native_args(self):
+        """``(run, (w_gates, w_proc))`` of :class:`~qlstm.models._native_qlstm.NativeFaithfulQLSTM`,
+        or None where it does not apply; whether it does is decided once per dtype and device."""
+        weight = self.gates.weight
+        key = (weight.dtype, str(weight.device))
+        cache = self.__dict__.setdefault("_native_specs", {})
+        if key not in cache:
+            cache[key] = (native_spec(self.gates.bind(), self.process.bind(), self.n_qubits, self.hidden_size)
+                          if weight.device.type == "cpu" else None)
+        spec = cache[key]
+        if spec is None:
+            return None
+
+        def run(x, h, c, w_gates, w_proc):
+            return NativeFaithfulQLSTM.apply(spec, x, h, c, w_gates, w_proc)
+
+        run.checks_finite = True
+        return run, (weight, self.process.weight)
 
     def _warn_uncompiled(self):
         if self.compiled and not getattr(self, "_warned", False):
@@ -232,7 +259,9 @@ class QLSTM(nn.Module):
         return FusedAdapterQLSTM.apply, (self.proj_gates.weight, self.proj_gates.bias, self.proj_process.weight,
                                    self.proj_process.bias, self.out_weight, self.out_bias, *vqc)
 
-    def _check(self, x: Tensor, state) -> tuple[Tensor, Tensor, Tensor]:
+    def _check(self, x: Tensor, state, finite: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+        """``(x [B, T, I], h0 [B, H], c0 [B, H])`` checked and in the parameters' dtype; ``finite=False``
+        leaves the NaN/Inf check to the native node, which does it in its own pass over the data."""
         if not isinstance(x, Tensor) or x.dim() != 3:
             raise InputError(
                 f"QLSTM expects a 3-D input [batch, time, {self.input_size}] (batch_first={self.batch_first}), "
@@ -242,7 +271,8 @@ class QLSTM(nn.Module):
             x = x.transpose(0, 1)
         if x.shape[2] != self.input_size:
             raise InputError(f"QLSTM input has {x.shape[2]} features in dimension 2, expected input_size={self.input_size}")
-        _check_finite("QLSTM input", x)
+        if finite:
+            _check_finite("QLSTM input", x)
         ref = next(self.parameters())
         x = x.to(ref.dtype)
         b = x.shape[0]
@@ -253,13 +283,14 @@ class QLSTM(nn.Module):
         for name, t in (("h_0", h), ("c_0", c)):
             if tuple(t.shape) != (1, b, self.hidden_size):
                 raise InputError(f"QLSTM state {name} must be [1, {b}, {self.hidden_size}], got {_fmt(t.shape)}")
-            _check_finite(f"QLSTM state {name}", t)
+            if finite:
+                _check_finite(f"QLSTM state {name}", t)
         return x, h[0].to(ref.dtype), c[0].to(ref.dtype)
 
     # -- forward ---------------------------------------------------------------
     def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None):
-        x, h, c = self._check(x, state)
         fused = self._fused_args() if self.mode == "faithful" else self._fused_adapter_args()
+        x, h, c = self._check(x, state, finite=fused is None or not getattr(fused[0], "checks_finite", False))
         if fused is not None:
             run, args = fused
             out, h, c = run(x, h, c, *args)

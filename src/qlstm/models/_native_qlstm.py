@@ -1,0 +1,207 @@
+r"""The faithful QLSTM recurrence, with the transfer tables of its VQCs, as one native call each way.
+
+The fastest exact path of :class:`~qlstm.models.qlstm.QLSTM` on the CPU where it applies: VQCs in
+the Heisenberg picture (at most :attr:`~qlstm.circuit.plan.Program.heisenberg_max_qubits` qubits)
+with the Chen encoding and layers of ``Rot`` gates on plain weights between constant blocks that
+permute Pauli strings (CNOT rings, the Chen template). :class:`NativeFaithfulQLSTM` is one
+autograd node from the weights ``[4, n_w]``, ``[2, n_w']`` and the inputs to the outputs; its
+forward and backward are :file:`qlstm/_native/qlstm_kernels.cpp`, which computes
+
+* the Bloch rotations of the ``Rot`` gates and, from them, the Pauli transfer rows of every VQC
+  (the numbers of :class:`~qlstm.circuit.heisenberg.WeightZYZRotation` and
+  :class:`~qlstm.circuit.heisenberg.TransferRows`), and
+* the recurrence of :class:`~qlstm.models._fused.FusedFaithfulQLSTM` over the time steps, with
+  backpropagation through time and then through the table build to the weights.
+
+The reference is the torch path: ``QLSTM.native = False`` (or ``QLSTM_NATIVE=0``) switches this
+node off, and the tests compare the two (values and every gradient, float32 and float64).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .. import _native
+from ..circuit._autograd import first_order_only
+from ..circuit.heisenberg import observable_vectors
+from ..errors import InputError
+from ._fused import chen_heisenberg
+
+__all__ = ["NativeFaithfulQLSTM", "native_spec"]
+
+
+@dataclass(frozen=True)
+class _GroupSpec:
+    dims: tuple  # (n_qubits, G, K, n_weights, M, S)
+    plan: Tensor  # [S, 3] int64
+    idx: Tensor  # [3, M] int64
+    obs: Tensor  # [K, 4**n]
+    src: Tensor  # [P, 4**n] int64
+    inv: Tensor  # [P, 4**n] int64
+    sign: Tensor  # [P, 4**n]
+
+    def pointers(self) -> list[int]:
+        return [t.data_ptr() for t in (self.plan, self.idx, self.obs, self.src, self.inv, self.sign)]
+
+
+class NativeSpec:
+    """The constants of both VQC groups for the kernels (:func:`native_spec`), and the call
+    layouts per batch size and sequence length."""
+
+    def __init__(self, gates: _GroupSpec, process: _GroupSpec, double: bool):
+        self.gates, self.process, self.double = gates, process, double
+        self.consts = gates.pointers() + process.pointers()
+        self._calls: dict = {}
+
+    def __getstate__(self):  # pointers and ctypes arrays are per process: rebuilt on unpickling
+        return {"gates": self.gates, "process": self.process, "double": self.double}
+
+    def __setstate__(self, state):
+        self.__init__(state["gates"], state["process"], state["double"])
+
+    def call(self, batch: int, steps: int, inputs: int, hidden: int) -> "_Call":
+        key = (batch, steps, inputs, hidden)
+        if key not in self._calls:
+            self._calls[key] = _Call(self, batch, steps, inputs, hidden)
+        return self._calls[key]
+
+
+class _Call:
+    """The dims array of one call shape (batch, steps, inputs, hidden) and its workspace size."""
+
+    def __init__(self, spec: NativeSpec, batch: int, steps: int, inputs: int, hidden: int):
+        head = (batch, steps, inputs, hidden, *spec.gates.dims, *spec.process.dims)
+        self.dims = (ctypes.c_int64 * 19)(*head, 0, batch, 1)  # the whole batch, one rows-gradient slice
+        self.ws = _native.library().qlstm_ws_size(self.dims)
+        g, p = spec.gates, spec.process
+        self.rows = (g.dims[1] * g.dims[2] * 4 ** g.dims[0], p.dims[1] * p.dims[2] * 4 ** p.dims[0])
+
+
+def _group_spec(bound, n: int, copies: int, k: int):
+    program = bound.program
+    w = bound.weights
+    if w is None or w.dim() not in (2, 3) or w.shape[0] != copies or w.shape[1:-1].numel() != 1 \
+            or w.device.type != "cpu":
+        return None  # weights [copies, n_w] or [copies, 1, n_w], on the CPU
+    if not chen_heisenberg(bound, n) or program.transfer_table_fn(bound.dtype, bound.device) is None:
+        return None
+    rdtype = torch.float64 if bound.dtype == torch.complex128 else torch.float32
+    run = program.steps[0]
+    plan = run._transfer_plan(rdtype, bound.device, n)
+    indices, offsets = [], []
+    for grp in run.merged.groups:
+        index = grp.weight_index(bound.device)
+        if index is None:
+            return None  # not Rot gates on plain weights
+        offsets.append(sum(i.shape[1] for i in indices))
+        indices.append(index)
+    steps, src, inv, sign = [], [], [], []
+    for step in plan:
+        if step[0] == "perm":
+            steps.append((0, len(src), 0))
+            src.append(step[1])
+            inv.append(step[3])
+            sign.append(step[2])
+        elif step[0] == "rot":
+            if step[2] is not None:
+                steps.append((1, step[1], offsets[step[2]] + step[3]))
+        else:
+            return None  # a dense constant block
+    d = 4**n
+    obs = observable_vectors(program.circuit.observables, n, rdtype, bound.device)
+    if obs.shape[0] != k:
+        return None
+    idx = torch.cat(indices, 1).contiguous() if indices else torch.zeros(3, 0, dtype=torch.long)
+
+    def stack(ts, dtype):
+        return torch.stack(ts).to(dtype).contiguous() if ts else torch.zeros(1, d, dtype=dtype)
+
+    return _GroupSpec(
+        dims=(n, copies, k, w.shape[-1], idx.shape[1], len(steps)),
+        plan=torch.tensor(steps, dtype=torch.long).reshape(-1, 3).contiguous(),
+        idx=idx, obs=obs.contiguous(), src=stack(src, torch.long), inv=stack(inv, torch.long),
+        sign=stack(sign, rdtype))
+
+
+def native_spec(gates, process, n: int, hidden: int) -> NativeSpec | None:
+    """The kernels' constants for a faithful QLSTM's bound VQC groups (four gate copies on ``n``
+    qubits measuring ``hidden`` wires, two processing copies on ``hidden`` qubits), cached per
+    pair of programs; None where the native path does not apply or the library does not load."""
+    if _native.library() is None or gates.dtype not in (torch.complex64, torch.complex128):
+        return None
+    key = ("native_spec", id(process.program), gates.dtype, str(gates.device))
+    cache = gates.program._cache
+    if key not in cache:
+        g = _group_spec(gates, n, 4, hidden)
+        p = _group_spec(process, hidden, 2, hidden) if g is not None else None
+        # the process program stays referenced, so that its id stays unique
+        cache[key] = (process.program, None if p is None else NativeSpec(g, p, gates.dtype == torch.complex128))
+    return cache[key][1]
+
+
+def _ptrs(values: list[int]):
+    return (ctypes.c_void_p * len(values))(*values)
+
+
+_NONFINITE = {1: "QLSTM input", 2: "QLSTM state h_0", 3: "QLSTM state c_0"}
+
+
+class NativeFaithfulQLSTM(torch.autograd.Function):
+    """``apply(spec, x [B, T, I], h0 [B, H], c0 [B, H], w_gates [4, 1, n_w], w_proc [2, 1, n_w'])``
+    -> ``(outputs [B, T, H], h_T [B, H], c_T [B, H])``; see the module docstring. Checks that
+    ``x``, ``h0``, ``c0`` are finite (:class:`~qlstm.errors.InputError` otherwise)."""
+
+    @staticmethod
+    def forward(ctx, spec: NativeSpec, x, h0, c0, w_gates, w_proc):
+        lib = _native.library()
+        b, t, i = x.shape
+        hidden = h0.shape[1]
+        call = spec.call(b, t, i, hidden)
+        dtype = w_gates.dtype
+        x, h0, c0 = x.to(dtype).contiguous(), h0.to(dtype).contiguous(), c0.to(dtype).contiguous()
+        wg, wp = w_gates.contiguous(), w_proc.contiguous()
+        ws = torch.empty(call.ws, dtype=dtype)
+        out = torch.empty(b, t, hidden, dtype=dtype)
+        h, c = torch.empty(b, hidden, dtype=dtype), torch.empty(b, hidden, dtype=dtype)
+        f64 = spec.double
+        (lib.qlstm_tables_f64 if f64 else lib.qlstm_tables_f32)(
+            call.dims, _ptrs(spec.consts + [wg.data_ptr(), wp.data_ptr(), ws.data_ptr()]))
+        bad = (lib.qlstm_forward_f64 if f64 else lib.qlstm_forward_f32)(
+            call.dims, _ptrs(spec.consts + [a.data_ptr() for a in (x, h0, c0, out, h, c, ws)]))
+        if bad:
+            raise InputError(f"{_NONFINITE.get(bad, 'QLSTM input')} contains NaN or Inf values")
+        ctx.spec, ctx.call, ctx.shapes = spec, call, (b, t, i, hidden)
+        ctx.save_for_backward(ws, wg, wp)
+        return out, h, c
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, g_out, g_h, g_c):
+        lib = _native.library()
+        ws, wg, wp = ctx.saved_tensors
+        spec, call = ctx.spec, ctx.call
+        b, t, i, hidden = ctx.shapes
+        dtype = wg.dtype
+
+        def grad(g, *shape):
+            return torch.zeros(shape, dtype=dtype) if g is None else g.to(dtype).contiguous()
+
+        g_out, g_h, g_c = grad(g_out, b, t, hidden), grad(g_h, b, hidden), grad(g_c, b, hidden)
+        gx = torch.empty(b, t, i, dtype=dtype)
+        gh0, gc0 = torch.empty(b, hidden, dtype=dtype), torch.empty(b, hidden, dtype=dtype)
+        gwg, gwp = torch.empty_like(wg), torch.empty_like(wp)
+        rg, rp = call.rows
+        grows = torch.empty(rg + rp, dtype=dtype)
+        rows_g, rows_p = grows.data_ptr(), grows.data_ptr() + rg * grows.element_size()
+        f64 = spec.double
+        (lib.qlstm_backward_f64 if f64 else lib.qlstm_backward_f32)(
+            call.dims, _ptrs(spec.consts + [a.data_ptr() for a in (ws, g_out, g_h, g_c, gx, gh0, gc0)] + [rows_g, rows_p]))
+        (lib.qlstm_tables_backward_f64 if f64 else lib.qlstm_tables_backward_f32)(
+            call.dims, _ptrs(spec.consts + [a.data_ptr() for a in (ws, wg, wp, gwg, gwp)] + [rows_g, rows_p]))
+        need = ctx.needs_input_grad
+        return (None, gx if need[1] else None, gh0 if need[2] else None, gc0 if need[3] else None,
+                gwg if need[4] else None, gwp if need[5] else None)

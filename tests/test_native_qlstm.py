@@ -1,0 +1,133 @@
+"""The native QLSTM kernels (qlstm/_native, qlstm.models._native_qlstm) against the torch node they
+replace (qlstm.models._fused.FusedFaithfulQLSTM, itself tested against the step-by-step path in
+tests/test_fused_qlstm.py), against finite differences, and their fallbacks."""
+
+import copy
+import io
+import pickle
+
+import pytest
+import torch
+
+from qlstm import _native
+from qlstm.errors import InputError
+from qlstm.models._fused import FusedFaithfulQLSTM
+from qlstm.models._native_qlstm import NativeFaithfulQLSTM, native_spec
+from qlstm.models.qlstm import QLSTM
+
+F64 = torch.float64
+
+pytestmark = pytest.mark.skipif(not _native.available(), reason="no C++ compiler: the native kernels do not build")
+
+
+def _model(i, h, layers=2, dtype=F64, seed=0, **kw):
+    m = QLSTM(i, h, n_layers=layers, dtype=dtype, generator=torch.Generator().manual_seed(seed), **kw)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(generator=torch.Generator().manual_seed(seed + 1))
+    return m
+
+
+def _run(m, x, state, native: bool):
+    m.native = native
+    out, (h, c) = m(x, state)
+    loss = (out * torch.linspace(-1, 2, out.numel(), dtype=out.dtype).view_as(out)).sum() + (1.3 * h).sum() \
+        + c.square().sum()
+    return out, h, c, torch.autograd.grad(loss, [x, *state, *m.parameters()])
+
+
+@pytest.mark.parametrize("dtype,atol", [(F64, 1e-12), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("i,h,t,layers,template,batch", [
+    (1, 3, 4, 2, "chen", 5), (1, 1, 3, 1, "chen", 2), (3, 1, 2, 3, "chen", 3), (1, 2, 5, 2, "chen", 1),
+    (1, 3, 3, 2, "strongly_entangling", 4),
+    (1, 3, 2, 2, "chen", 70),  # enough samples for the kernels' parallel loops
+])
+def test_native_equals_the_torch_node(i, h, t, layers, template, batch, dtype, atol):
+    m = _model(i, h, layers, dtype=dtype, template=template)
+    assert m._native_args() is not None
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(batch, t, i, dtype=dtype, generator=gen, requires_grad=True)
+    state = (torch.randn(1, batch, h, dtype=dtype, generator=gen, requires_grad=True),
+             torch.randn(1, batch, h, dtype=dtype, generator=gen, requires_grad=True))
+    fast = _run(m, x, state, native=True)
+    m.native = False
+    assert m._fused_args()[0] == FusedFaithfulQLSTM.apply  # the reference really is the torch node
+    ref = _run(m, x, state, native=False)
+    for a, b in zip(fast[:3], ref[:3]):
+        torch.testing.assert_close(a, b, atol=atol, rtol=0)
+    for a, b in zip(fast[3], ref[3]):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, atol=atol * 10, rtol=0)
+
+
+def test_native_node_gradcheck():
+    """Finite differences against every input of the node: data, state and both weight groups."""
+    m = _model(1, 2, 2)
+    spec = native_spec(m.gates.bind(), m.process.bind(), 3, 2)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 1, dtype=F64, generator=gen, requires_grad=True)
+    h0 = torch.randn(2, 2, dtype=F64, generator=gen, requires_grad=True)
+    c0 = torch.randn(2, 2, dtype=F64, generator=gen, requires_grad=True)
+    wg = m.gates.weight.detach().clone().requires_grad_(True)
+    wp = m.process.weight.detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda *a: NativeFaithfulQLSTM.apply(spec, *a), (x, h0, c0, wg, wp),
+                                    eps=1e-6, atol=1e-6)
+
+
+def test_native_runs_where_it_applies_and_not_elsewhere():
+    assert _model(1, 3)._native_args() is not None  # 4 qubits: Heisenberg, Rot layers
+    assert _model(2, 3)._native_args() is None  # 5 gate qubits: layered statevectors (torch node)
+    assert _model(1, 2, template="basic_entangler")._native_args() is None  # RX layers: no Rot gates
+    m = _model(1, 3)
+    m.compiled = True  # what the user asked for: torch.compile, not the kernels
+    assert not getattr(m._fused_args()[0], "checks_finite", False)
+    m = _model(1, 3)
+    m.native = False
+    assert m._fused_args()[0] == FusedFaithfulQLSTM.apply
+
+
+@pytest.mark.parametrize("where", ["x", "h", "c"])
+def test_native_refuses_nan_and_inf(where):
+    m = _model(1, 2, dtype=torch.float32)
+    x = torch.randn(3, 4, 1)
+    h, c = torch.zeros(1, 3, 2), torch.zeros(1, 3, 2)
+    bad = {"x": x, "h": h, "c": c}[where]
+    bad.view(-1)[1] = float("nan") if where != "c" else float("inf")
+    name = {"x": "QLSTM input", "h": "QLSTM state h_0", "c": "QLSTM state c_0"}[where]
+    with pytest.raises(InputError, match=f"{name} contains NaN or Inf"):
+        m(x, (h, c))
+
+
+def test_native_model_pickles_copies_and_reloads():
+    m = _model(1, 3, dtype=torch.float32)
+    x = torch.randn(4, 3, 1)
+    out, _ = m(x)  # caches the kernels' spec on the model and its programs
+    for clone in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        torch.testing.assert_close(clone(x)[0], out, atol=0, rtol=0)
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    buf.seek(0)
+    again = torch.load(buf, weights_only=False)
+    torch.testing.assert_close(again(x)[0], out, atol=0, rtol=0)
+    fresh = QLSTM(1, 3, n_layers=2, dtype=torch.float32)
+    fresh.load_state_dict(m.state_dict())
+    torch.testing.assert_close(fresh(x)[0], out, atol=0, rtol=0)
+
+
+def test_native_switch_and_missing_compiler_fall_back(monkeypatch, tmp_path):
+    m = _model(1, 3)
+    x = torch.randn(3, 2, 1, dtype=F64)
+    ref, _ = m(x)
+    monkeypatch.setenv("QLSTM_NATIVE", "0")
+    assert _native.library() is None
+    m2 = _model(1, 3)
+    assert m2._native_args() is None
+    torch.testing.assert_close(m2(x)[0], ref, atol=1e-12, rtol=0)
+    monkeypatch.delenv("QLSTM_NATIVE")
+    # a fresh build with a compiler that does not exist: a warning that names the problem, then None
+    monkeypatch.setattr(_native, "_state", {})
+    monkeypatch.setenv("QLSTM_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    with pytest.warns(UserWarning, match="native kernels unavailable"):
+        assert _native.library() is None
+    assert list(tmp_path.rglob("*.so")) == []
