@@ -57,23 +57,30 @@ def _compiler() -> str | None:
     return None
 
 
+def _flag_sets() -> list[list[str]]:
+    """The extra flags to try, best first: OpenMP (the library then shares the OpenMP runtime torch
+    has loaded, the same libgomp.so.1, so its parallel loops run on torch's threads, as many as
+    torch.set_num_threads), on x86 with 512-bit vectors where the CPU has them; serial last."""
+    wide = ["-mprefer-vector-width=512"] if platform.machine().lower() in ("x86_64", "amd64") else []
+    return [[*wide, "-fopenmp"], ["-fopenmp"], []]
+
+
 def _build() -> ctypes.CDLL:
     cxx = _compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler found (set CXX, or install g++)")
     source = _SOURCE.read_bytes()
-    key = hashlib.sha256(source + " ".join([cxx, *_FLAGS]).encode() + _cpu_key().encode()).hexdigest()[:16]
+    key = hashlib.sha256(source + repr([cxx, _FLAGS, _flag_sets()]).encode() + _cpu_key().encode()).hexdigest()[:16]
     target = _cache_dir() / f"qlstm_kernels_{key}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
         try:
-            # with OpenMP: the library then shares the OpenMP runtime torch has loaded (the same
-            # libgomp.so.1), so its parallel loops run on torch's threads (torch.set_num_threads)
-            proc = subprocess.run([cxx, *_FLAGS, "-fopenmp", "-o", tmp, str(_SOURCE)], capture_output=True, text=True)
-            if proc.returncode != 0:  # no OpenMP: serial loops
-                proc = subprocess.run([cxx, *_FLAGS, "-o", tmp, str(_SOURCE)], capture_output=True, text=True)
+            for flags in _flag_sets():
+                proc = subprocess.run([cxx, *_FLAGS, *flags, "-o", tmp, str(_SOURCE)], capture_output=True, text=True)
+                if proc.returncode == 0:
+                    break
             if proc.returncode != 0:
                 raise RuntimeError(f"{cxx} failed to compile {_SOURCE.name}:\n{proc.stderr[-2000:]}")
             os.replace(tmp, target)  # atomic: concurrent builders agree on the result
@@ -84,7 +91,7 @@ def _build() -> ctypes.CDLL:
     i64p, vpp = ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_void_p)
     lib.qlstm_native_version.restype = ctypes.c_int64
     lib.qlstm_ws_size.argtypes, lib.qlstm_ws_size.restype = [i64p], ctypes.c_int64
-    for stem in ("qlstm_tables", "qlstm_forward", "qlstm_backward", "qlstm_tables_backward"):
+    for stem in ("qlstm_step_forward", "qlstm_step_backward"):
         for name in (stem + "_f32", stem + "_f64"):
             fn = getattr(lib, name)
             fn.argtypes, fn.restype = [i64p, vpp], ctypes.c_int

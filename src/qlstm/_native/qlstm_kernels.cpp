@@ -496,11 +496,32 @@ static int tables_backward(const i64* d, void** p) {
     return 0;
 }
 
+// the whole forward: p = consts (12), x, h0, c0, out, h_T, c_T, workspace, w_gates, w_proc
+template <typename T>
+static int step_forward(const i64* d, void** p) {
+    void* tp[15];
+    for (int k = 0; k < 12; ++k) tp[k] = p[k];
+    tp[12] = p[19]; tp[13] = p[20]; tp[14] = p[18];
+    tables<T>(d, tp);
+    return forward<T>(d, p);
+}
+
+// the whole backward: p = consts (12), workspace, g_out, g_h, g_c, g_x, g_h0, g_c0, grows_gates,
+// grows_proc, w_gates, w_proc, g_w_gates, g_w_proc
+template <typename T>
+static int step_backward(const i64* d, void** p) {
+    backward<T>(d, p);
+    void* tp[19];
+    for (int k = 0; k < 12; ++k) tp[k] = p[k];
+    tp[12] = p[12]; tp[13] = p[21]; tp[14] = p[22]; tp[15] = p[23]; tp[16] = p[24]; tp[17] = p[19]; tp[18] = p[20];
+    return tables_backward<T>(d, tp);
+}
+
 }  // namespace
 
 extern "C" {
 
-int64_t qlstm_native_version() { return 2; }
+int64_t qlstm_native_version() { return 3; }
 
 int64_t qlstm_ws_size(const int64_t* d) {
     void* none[12] = {nullptr};
@@ -508,12 +529,8 @@ int64_t qlstm_ws_size(const int64_t* d) {
     return m.off_steps + m.T * m.per_step;
 }
 
-int qlstm_tables_f32(const int64_t* d, void** p) { return tables<float>(d, p); }
-int qlstm_tables_f64(const int64_t* d, void** p) { return tables<double>(d, p); }
-int qlstm_forward_f32(const int64_t* d, void** p) { return forward<float>(d, p); }
-int qlstm_forward_f64(const int64_t* d, void** p) { return forward<double>(d, p); }
-int qlstm_backward_f32(const int64_t* d, void** p) { return backward<float>(d, p); }
-int qlstm_backward_f64(const int64_t* d, void** p) { return backward<double>(d, p); }
-int qlstm_tables_backward_f32(const int64_t* d, void** p) { return tables_backward<float>(d, p); }
-int qlstm_tables_backward_f64(const int64_t* d, void** p) { return tables_backward<double>(d, p); }
+int qlstm_step_forward_f32(const int64_t* d, void** p) { return step_forward<float>(d, p); }
+int qlstm_step_forward_f64(const int64_t* d, void** p) { return step_forward<double>(d, p); }
+int qlstm_step_backward_f32(const int64_t* d, void** p) { return step_backward<float>(d, p); }
+int qlstm_step_backward_f64(const int64_t* d, void** p) { return step_backward<double>(d, p); }
 }

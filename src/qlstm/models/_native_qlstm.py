@@ -71,14 +71,18 @@ class NativeSpec:
 
 
 class _Call:
-    """The dims array of one call shape (batch, steps, inputs, hidden) and its workspace size."""
+    """One call shape (batch, steps, inputs, hidden): its dims array, workspace size and kernels."""
 
     def __init__(self, spec: NativeSpec, batch: int, steps: int, inputs: int, hidden: int):
+        lib = _native.library()
         head = (batch, steps, inputs, hidden, *spec.gates.dims, *spec.process.dims)
+        self.shape = (batch, steps, inputs, hidden)
         self.dims = (ctypes.c_int64 * 19)(*head, 0, batch, 1)  # the whole batch, one rows-gradient slice
-        self.ws = _native.library().qlstm_ws_size(self.dims)
+        self.ws = lib.qlstm_ws_size(self.dims)
         g, p = spec.gates, spec.process
         self.rows = (g.dims[1] * g.dims[2] * 4 ** g.dims[0], p.dims[1] * p.dims[2] * 4 ** p.dims[0])
+        self.forward = lib.qlstm_step_forward_f64 if spec.double else lib.qlstm_step_forward_f32
+        self.backward = lib.qlstm_step_backward_f64 if spec.double else lib.qlstm_step_backward_f32
 
 
 def _group_spec(bound, n: int, copies: int, k: int):
@@ -147,6 +151,10 @@ def _ptrs(values: list[int]):
     return (ctypes.c_void_p * len(values))(*values)
 
 
+def _dense(t: Tensor, dtype) -> Tensor:
+    return t if t.dtype == dtype and t.is_contiguous() else t.to(dtype).contiguous()
+
+
 _NONFINITE = {1: "QLSTM input", 2: "QLSTM state h_0", 3: "QLSTM state c_0"}
 
 
@@ -157,51 +165,40 @@ class NativeFaithfulQLSTM(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, spec: NativeSpec, x, h0, c0, w_gates, w_proc):
-        lib = _native.library()
         b, t, i = x.shape
         hidden = h0.shape[1]
         call = spec.call(b, t, i, hidden)
         dtype = w_gates.dtype
-        x, h0, c0 = x.to(dtype).contiguous(), h0.to(dtype).contiguous(), c0.to(dtype).contiguous()
-        wg, wp = w_gates.contiguous(), w_proc.contiguous()
+        x, h0, c0, wg, wp = (_dense(a, dtype) for a in (x, h0, c0, w_gates, w_proc))
         ws = torch.empty(call.ws, dtype=dtype)
         out = torch.empty(b, t, hidden, dtype=dtype)
         h, c = torch.empty(b, hidden, dtype=dtype), torch.empty(b, hidden, dtype=dtype)
-        f64 = spec.double
-        (lib.qlstm_tables_f64 if f64 else lib.qlstm_tables_f32)(
-            call.dims, _ptrs(spec.consts + [wg.data_ptr(), wp.data_ptr(), ws.data_ptr()]))
-        bad = (lib.qlstm_forward_f64 if f64 else lib.qlstm_forward_f32)(
-            call.dims, _ptrs(spec.consts + [a.data_ptr() for a in (x, h0, c0, out, h, c, ws)]))
+        bad = call.forward(call.dims, _ptrs(spec.consts + [a.data_ptr() for a in (x, h0, c0, out, h, c, ws, wg, wp)]))
         if bad:
             raise InputError(f"{_NONFINITE.get(bad, 'QLSTM input')} contains NaN or Inf values")
-        ctx.spec, ctx.call, ctx.shapes = spec, call, (b, t, i, hidden)
+        ctx.spec, ctx.call = spec, call
         ctx.save_for_backward(ws, wg, wp)
         return out, h, c
 
     @staticmethod
     @first_order_only
     def backward(ctx, g_out, g_h, g_c):
-        lib = _native.library()
         ws, wg, wp = ctx.saved_tensors
         spec, call = ctx.spec, ctx.call
-        b, t, i, hidden = ctx.shapes
+        b, t, i, hidden = call.shape
         dtype = wg.dtype
-
-        def grad(g, *shape):
-            return torch.zeros(shape, dtype=dtype) if g is None else g.to(dtype).contiguous()
-
-        g_out, g_h, g_c = grad(g_out, b, t, hidden), grad(g_h, b, hidden), grad(g_c, b, hidden)
+        g_out = torch.zeros(b, t, hidden, dtype=dtype) if g_out is None else _dense(g_out, dtype)
+        g_h = torch.zeros(b, hidden, dtype=dtype) if g_h is None else _dense(g_h, dtype)
+        g_c = torch.zeros(b, hidden, dtype=dtype) if g_c is None else _dense(g_c, dtype)
         gx = torch.empty(b, t, i, dtype=dtype)
         gh0, gc0 = torch.empty(b, hidden, dtype=dtype), torch.empty(b, hidden, dtype=dtype)
         gwg, gwp = torch.empty_like(wg), torch.empty_like(wp)
         rg, rp = call.rows
         grows = torch.empty(rg + rp, dtype=dtype)
-        rows_g, rows_p = grows.data_ptr(), grows.data_ptr() + rg * grows.element_size()
-        f64 = spec.double
-        (lib.qlstm_backward_f64 if f64 else lib.qlstm_backward_f32)(
-            call.dims, _ptrs(spec.consts + [a.data_ptr() for a in (ws, g_out, g_h, g_c, gx, gh0, gc0)] + [rows_g, rows_p]))
-        (lib.qlstm_tables_backward_f64 if f64 else lib.qlstm_tables_backward_f32)(
-            call.dims, _ptrs(spec.consts + [a.data_ptr() for a in (ws, wg, wp, gwg, gwp)] + [rows_g, rows_p]))
+        rows_g = grows.data_ptr()
+        call.backward(call.dims, _ptrs(spec.consts + [a.data_ptr() for a in (ws, g_out, g_h, g_c, gx, gh0, gc0)]
+                                       + [rows_g, rows_g + rg * grows.element_size()]
+                                       + [a.data_ptr() for a in (wg, wp, gwg, gwp)]))
         need = ctx.needs_input_grad
         return (None, gx if need[1] else None, gh0 if need[2] else None, gc0 if need[3] else None,
                 gwg if need[4] else None, gwp if need[5] else None)
