@@ -12,7 +12,8 @@ import torch
 from qlstm import _native
 from qlstm.errors import InputError
 from qlstm.models._fused import FusedFaithfulQLSTM
-from qlstm.models._native_qlstm import NativeFaithfulQLSTM, native_spec
+from qlstm.models._fused_general import FusedGeneralQLSTM
+from qlstm.models._native_qlstm import NativeFaithfulQLSTM, NativeLayeredQLSTM, _lanes, native_layered_spec, native_spec
 from qlstm.models.qlstm import QLSTM
 
 F64 = torch.float64
@@ -74,10 +75,21 @@ def test_native_node_gradcheck():
                                     eps=1e-6, atol=1e-6)
 
 
+def _kind(m):
+    """Which native node a model's forward runs: "heisenberg", "layered" or None."""
+    args = m._native_args()
+    if args is None:
+        return None
+    spec = m._native_specs[(m.gates.weight.dtype, "cpu")]
+    return "layered" if isinstance(spec, type(native_layered_spec(m.gates.bind(), m.process.bind(), m.n_qubits,
+                                                                      m.hidden_size))) else "heisenberg"
+
+
 def test_native_runs_where_it_applies_and_not_elsewhere():
-    assert _model(1, 3)._native_args() is not None  # 4 qubits: Heisenberg, Rot layers
-    assert _model(2, 3)._native_args() is None  # 5 gate qubits: layered statevectors (torch node)
-    assert _model(1, 2, template="basic_entangler")._native_args() is None  # RX layers: no Rot gates
+    assert _kind(_model(1, 3)) == "heisenberg"  # 4 qubits, Rot layers: transfer tables in the kernel
+    assert _kind(_model(2, 3)) == "layered"  # 5 gate qubits: statevectors
+    assert _kind(_model(1, 2, template="basic_entangler")) == "layered"  # RX layers: no Rot tables
+    assert _kind(_model(1, 12)) is None  # 13 qubits: past NATIVE_LAYERED_MAX_QUBITS
     m = _model(1, 3)
     m.compiled = True  # what the user asked for: torch.compile, not the kernels
     assert not getattr(m._fused_args()[0], "checks_finite", False)
@@ -131,3 +143,79 @@ def test_native_switch_and_missing_compiler_fall_back(monkeypatch, tmp_path):
     with pytest.warns(UserWarning, match="native kernels unavailable"):
         assert _native.library() is None
     assert list(tmp_path.rglob("*.so")) == []
+
+
+@pytest.mark.parametrize("dtype,atol", [(F64, 1e-12), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("i,h,t,template,batch", [
+    (1, 7, 3, "chen", 5),  # 8 qubits; 4 lanes, the last group partly padding
+    (2, 3, 2, "chen", 37),  # 5 qubits; 16 / 8 lanes and a partial group
+    (1, 4, 2, "strongly_entangling", 3),
+    (1, 2, 3, "basic_entangler", 9),  # RX layers: the gate matrices come from torch
+    (2, 2, 2, "basic_entangler", 1),
+])
+def test_native_layered_equals_the_torch_nodes(i, h, t, template, batch, dtype, atol):
+    m = _model(i, h, 2, dtype=dtype, template=template)
+    assert _kind(m) == "layered"
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(batch, t, i, dtype=dtype, generator=gen, requires_grad=True)
+    state = (torch.randn(1, batch, h, dtype=dtype, generator=gen, requires_grad=True),
+             torch.randn(1, batch, h, dtype=dtype, generator=gen, requires_grad=True))
+    fast = _run(m, x, state, native=True)
+    m.native = False
+    assert m._fused_args()[0] in (FusedGeneralQLSTM.apply, FusedFaithfulQLSTM.apply)
+    ref = _run(m, x, state, native=False)
+    for a, b in zip(fast[:3], ref[:3]):
+        torch.testing.assert_close(a, b, atol=atol, rtol=0)
+    for a, b in zip(fast[3], ref[3]):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, atol=atol * 10, rtol=0)
+
+
+def test_native_layered_past_the_torch_nodes_equals_step_by_step():
+    """10 qubits: the torch path runs step by step (no fused node); the kernels are the same numbers."""
+    m = _model(1, 9, 1)
+    assert _kind(m) == "layered"
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 2, 1, dtype=F64, generator=gen, requires_grad=True)
+    state = (torch.randn(1, 2, 9, dtype=F64, generator=gen, requires_grad=True),
+             torch.randn(1, 2, 9, dtype=F64, generator=gen, requires_grad=True))
+    fast = _run(m, x, state, native=True)
+    m.native = False
+    assert m._fused_args() is None
+    ref = _run(m, x, state, native=False)
+    for a, b in zip(fast[:3], ref[:3]):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+    for a, b in zip(fast[3], ref[3]):
+        torch.testing.assert_close(a, b, atol=1e-11, rtol=0)
+
+
+@pytest.mark.parametrize("template", ["chen", "basic_entangler"])
+def test_native_layered_node_gradcheck(template):
+    """Finite differences: Rot weights (built in the kernel) and given gate matrices (from torch)."""
+    m = _model(1, 2, 2, template=template)
+    bg, bp = m.gates.bind(), m.process.bind()
+    spec = native_layered_spec(bg, bp, 3, 2)
+    assert spec.gates.from_weights == (template == "chen")
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 2, 1, dtype=F64, generator=gen, requires_grad=True)
+    h0 = torch.randn(3, 2, dtype=F64, generator=gen, requires_grad=True)
+    c0 = torch.randn(3, 2, dtype=F64, generator=gen, requires_grad=True)
+    if spec.gates.from_weights:
+        ins = [m.gates.weight.detach().clone().requires_grad_(True), m.process.weight.detach().clone().requires_grad_(True)]
+    else:
+        ins = [bg.layer_matrices().detach().clone().requires_grad_(True),
+               bp.layer_matrices().detach().clone().requires_grad_(True)]
+    assert torch.autograd.gradcheck(lambda *a: NativeLayeredQLSTM.apply(spec, *a), (x, h0, c0, *ins),
+                                    eps=1e-6, atol=1e-6)
+
+
+def test_native_layered_lanes():
+    torch_threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert [_lanes(b, False) for b in (1, 3, 5, 16, 40, 128)] == [1, 1, 4, 8, 16, 16]
+        assert [_lanes(b, True) for b in (1, 16, 128)] == [1, 8, 8]
+        torch.set_num_threads(1)
+        assert _lanes(16, False) == 16
+    finally:
+        torch.set_num_threads(torch_threads)

@@ -496,6 +496,602 @@ static int tables_backward(const i64* d, void** p) {
     return 0;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The layered (statevector) form, for VQCs of any size: the Chen product state, then stages that
+// are phased permutations of the amplitudes or layers of one-qubit gates ([L][n][G][2][2] complex
+// matrices: given, or Rot gates built here from the weights), then <Z> read-outs through a sign
+// table [D][K]. Backward by the adjoint method: the state is un-computed gate by gate (the gates
+// are unitary) alongside the adjoint vector, so nothing but the cell values is stored per step.
+//
+// Samples run W at a time in the lanes of every array (amplitude i of lane l at i * W + l): each
+// operation is then the same for all lanes, and vectorises whatever the wire's stride.
+//
+// A layered group: nq qubits, D = 2**nq amplitudes, G copies, K read-outs, L layers, S stages
+// (type, a, b): type 0 the permutation a (b: whether it has phases), type 1 the layer a; consts
+// stages [S][3], idx [P][D], inv [P][D], phase [P][D][2], signs [D][K], slot [L][nq] (the Rot gate
+// on that wire in that layer, -1 where none), rot_idx [3][M] (angle indices of the Rot gates).
+
+struct LGroup {
+    i64 nq, D, G, K, L, S, nw, M, from_weights;
+    const i64 *stages, *idx, *inv, *slot, *rot_idx;
+    const void *phase, *signs;
+};
+
+static LGroup read_lgroup(const i64* d, void** p) {
+    LGroup g;
+    g.nq = d[0]; g.G = d[1]; g.K = d[2]; g.L = d[3]; g.S = d[4]; g.nw = d[5]; g.M = d[6]; g.from_weights = d[7];
+    g.D = i64(1) << g.nq;
+    g.stages = (const i64*)p[0]; g.idx = (const i64*)p[1]; g.inv = (const i64*)p[2];
+    g.phase = p[3]; g.signs = p[4]; g.slot = (const i64*)p[5]; g.rot_idx = (const i64*)p[6];
+    return g;
+}
+
+static const int LCONSTS = 7;  // constants per layered group
+
+struct LDims {
+    i64 B, T, I, H, n, W;
+    LGroup gg, gp;
+    i64 per_step;
+};
+
+// d: B, T, I, H, (nq, G, K, L, S, nw, M, from_weights) of the gate group and of the processing
+// group, W (lanes); consts: 7 + 7
+static LDims read_ldims(const i64* d, void** consts) {
+    LDims m;
+    m.B = d[0]; m.T = d[1]; m.I = d[2]; m.H = d[3];
+    m.gg = read_lgroup(d + 4, consts);
+    m.gp = read_lgroup(d + 12, consts + LCONSTS);
+    m.W = d[20];
+    m.n = m.I + m.H;
+    m.per_step = m.B * m.n + 7 * m.B * m.H;  // v [B n], cell [6 B H], u [B H]
+    return m;
+}
+
+// Rot(phi, theta, omega) = RZ(omega) RY(theta) RZ(phi) (PennyLane's), 8 reals
+template <typename T>
+static void rot_matrix(T phi, T theta, T omega, T* M) {
+    const T c = std::cos(T(0.5) * theta), s = std::sin(T(0.5) * theta);
+    const T a = T(0.5) * (phi + omega), b = T(0.5) * (phi - omega);
+    const T ca = std::cos(a), sa = std::sin(a), cb = std::cos(b), sb = std::sin(b);
+    M[0] = ca * c; M[1] = -sa * c; M[2] = -cb * s; M[3] = -sb * s;
+    M[4] = cb * s; M[5] = -sb * s; M[6] = ca * c; M[7] = sa * c;
+}
+
+// the angles' gradient from the matrix's G (torch's convention: dL/dRe + i dL/dIm)
+template <typename T>
+static void rot_matrix_back(T phi, T theta, T omega, const T* G, T* ga) {
+    const T c = std::cos(T(0.5) * theta), s = std::sin(T(0.5) * theta);
+    const T a = T(0.5) * (phi + omega), b = T(0.5) * (phi - omega);
+    const T ca = std::cos(a), sa = std::sin(a), cb = std::cos(b), sb = std::sin(b);
+    const T la = G[0] * (-sa * c) + G[1] * (-ca * c) + G[6] * (-sa * c) + G[7] * (ca * c);
+    const T lb = G[2] * (sb * s) + G[3] * (-cb * s) + G[4] * (-sb * s) + G[5] * (-cb * s);
+    const T lt = T(0.5) * (G[0] * (-ca * s) + G[1] * (sa * s) + G[2] * (-cb * c) + G[3] * (-sb * c)
+                           + G[4] * (cb * c) + G[5] * (-sb * c) + G[6] * (-ca * s) + G[7] * (-sa * s));
+    ga[0] = T(0.5) * (la + lb); ga[1] = lt; ga[2] = T(0.5) * (la - lb);
+}
+
+// the group's matrices [L][nq][G][8] from its weights [G][nw] (from_weights groups)
+template <typename T>
+static void lgroup_matrices(const LGroup& g, const T* w, T* mats) {
+    for (i64 l = 0; l < g.L; ++l)
+        for (i64 q = 0; q < g.nq; ++q) {
+            const i64 j = g.slot[l * g.nq + q];
+            for (i64 c = 0; c < g.G; ++c) {
+                T* M = mats + ((l * g.nq + q) * g.G + c) * 8;
+                if (j < 0) { M[0] = 1; M[1] = M[2] = M[3] = M[4] = M[5] = 0; M[6] = 1; M[7] = 0; continue; }
+                const T* wc = w + c * g.nw;
+                rot_matrix<T>(wc[g.rot_idx[j]], wc[g.rot_idx[g.M + j]], wc[g.rot_idx[2 * g.M + j]], M);
+            }
+        }
+}
+
+template <typename T>
+static void lgroup_matrices_back(const LGroup& g, const T* w, const T* gm, T* gw) {
+    std::memset(gw, 0, sizeof(T) * g.G * g.nw);
+    for (i64 l = 0; l < g.L; ++l)
+        for (i64 q = 0; q < g.nq; ++q) {
+            const i64 j = g.slot[l * g.nq + q];
+            if (j < 0) continue;
+            for (i64 c = 0; c < g.G; ++c) {
+                const T* wc = w + c * g.nw;
+                const i64 i0 = g.rot_idx[j], i1 = g.rot_idx[g.M + j], i2 = g.rot_idx[2 * g.M + j];
+                T ga[3];
+                rot_matrix_back<T>(wc[i0], wc[i1], wc[i2], gm + ((l * g.nq + q) * g.G + c) * 8, ga);
+                gw[c * g.nw + i0] += ga[0]; gw[c * g.nw + i1] += ga[1]; gw[c * g.nw + i2] += ga[2];
+            }
+        }
+}
+
+// the Chen encoding of W values, H RY(atan v) RZ(atan v^2) |0>: (re, im) of both amplitudes
+// ([2][W] each), and their derivatives in v where dre is given
+template <typename T, int W>
+static inline void chen_amps(const T* v, T* re, T* im, T* dre, T* dim) {
+    const T r2 = T(0.70710678118654752440);
+    for (int l = 0; l < W; ++l) {
+        const T x = v[l];
+        const T th = std::atan(x), ph = std::atan(x * x);
+        const T c = std::cos(T(0.5) * th), s = std::sin(T(0.5) * th);
+        const T cp = std::cos(T(0.5) * ph), sp = std::sin(T(0.5) * ph);
+        const T m0 = (c - s) * r2, m1 = (c + s) * r2;
+        re[l] = m0 * cp; im[l] = -m0 * sp;          // m0 e^{-i ph/2}
+        re[W + l] = m1 * cp; im[W + l] = m1 * sp;   // m1 e^{+i ph/2}
+        if (dre) {
+            const T dth = T(1) / (1 + x * x), dph = 2 * x / (1 + x * x * x * x);
+            const T dm0 = -(s + c) * r2 * T(0.5) * dth, dm1 = (c - s) * r2 * T(0.5) * dth;
+            dre[l] = dm0 * cp - m0 * sp * T(0.5) * dph;       // d(m0 (cp - i sp))
+            dim[l] = -dm0 * sp - m0 * cp * T(0.5) * dph;
+            dre[W + l] = dm1 * cp - m1 * sp * T(0.5) * dph;   // d(m1 (cp + i sp))
+            dim[W + l] = dm1 * sp + m1 * cp * T(0.5) * dph;
+        }
+    }
+}
+
+// psi = (x)_w amp_w (amps [n][2][W]), wire 0 most significant
+template <typename T, int W>
+static void product_state(const T* are, const T* aim, i64 n, T* re, T* im) {
+    for (int l = 0; l < W; ++l) { re[l] = 1; im[l] = 0; }
+    i64 len = 1;
+    for (i64 w = 0; w < n; ++w) {
+        const T *r0 = are + 2 * w * W, *i0 = aim + 2 * w * W, *r1 = r0 + W, *i1 = i0 + W;
+        for (i64 k = len - 1; k >= 0; --k) {
+            T *pr = re + k * W, *pi = im + k * W;
+            T *a_r = re + 2 * k * W, *a_i = im + 2 * k * W, *b_r = a_r + W, *b_i = a_i + W;
+#pragma omp simd
+            for (int l = 0; l < W; ++l) {
+                const T xr = pr[l], xi = pi[l];
+                b_r[l] = xr * r1[l] - xi * i1[l]; b_i[l] = xr * i1[l] + xi * r1[l];
+                a_r[l] = xr * r0[l] - xi * i0[l]; a_i[l] = xr * i0[l] + xi * r0[l];
+            }
+        }
+        len *= 2;
+    }
+}
+
+// psi <- M psi on the wire of stride st (in amplitudes)
+template <typename T, int W>
+static void apply_gate(T* re, T* im, i64 D, i64 st, const T* M) {
+    const T ar = M[0], ai = M[1], br = M[2], bi = M[3], cr = M[4], ci = M[5], dr = M[6], di = M[7];
+    for (i64 blk = 0; blk < D; blk += 2 * st)
+        for (i64 lo = blk; lo < blk + st; ++lo) {
+            T *r0 = re + lo * W, *i0 = im + lo * W, *r1 = r0 + st * W, *i1 = i0 + st * W;
+#pragma omp simd
+            for (int l = 0; l < W; ++l) {
+                const T xr = r0[l], xi = i0[l], yr = r1[l], yi = i1[l];
+                r0[l] = ar * xr - ai * xi + br * yr - bi * yi;
+                i0[l] = ar * xi + ai * xr + br * yi + bi * yr;
+                r1[l] = cr * xr - ci * xi + dr * yr - di * yi;
+                i1[l] = cr * xi + ci * xr + dr * yi + di * yr;
+            }
+        }
+}
+
+// out[j] = in[idx[j]] * phase[j] (phase optional); with inverse = true, the inverse permutation:
+// out[i] = in[idx[i]] * conj(phase[idx[i]]) (idx then the inverse table)
+template <typename T, int W>
+static void permute(const T* re, const T* im, const i64* idx, const T* ph, bool inverse, i64 D, T* ore, T* oim) {
+    for (i64 j = 0; j < D; ++j) {
+        const i64 k = idx[j];
+        const T *xr = re + k * W, *xi = im + k * W;
+        T *yr = ore + j * W, *yi = oim + j * W;
+        if (!ph) {
+            std::memcpy(yr, xr, sizeof(T) * W);
+            std::memcpy(yi, xi, sizeof(T) * W);
+            continue;
+        }
+        const i64 q = inverse ? k : j;
+        const T pr = ph[2 * q], pi = inverse ? -ph[2 * q + 1] : ph[2 * q + 1];
+#pragma omp simd
+        for (int l = 0; l < W; ++l) { yr[l] = xr[l] * pr - xi[l] * pi; yi[l] = xr[l] * pi + xi[l] * pr; }
+    }
+}
+
+// copy c of the group on psi (re, im), in place (tre, tim: scratch)
+template <typename T, int W>
+static void lgroup_forward(const LGroup& g, const T* mats, i64 c, T* re, T* im, T* tre, T* tim) {
+    const T* phase = (const T*)g.phase;
+    for (i64 s = 0; s < g.S; ++s) {
+        const i64 type = g.stages[3 * s], a = g.stages[3 * s + 1], b = g.stages[3 * s + 2];
+        if (type == 0) {
+            permute<T, W>(re, im, g.idx + a * g.D, b ? phase + 2 * a * g.D : nullptr, false, g.D, tre, tim);
+            std::memcpy(re, tre, sizeof(T) * g.D * W);
+            std::memcpy(im, tim, sizeof(T) * g.D * W);
+        } else {
+            for (i64 q = 0; q < g.nq; ++q)
+                if (g.slot[a * g.nq + q] != -2)  // -2: no gate (given matrices: every slot may hold one)
+                    apply_gate<T, W>(re, im, g.D, i64(1) << (g.nq - 1 - q), mats + ((a * g.nq + q) * g.G + c) * 8);
+        }
+    }
+}
+
+// e[k][l] = sum_i |psi_i|^2 signs[i][k]
+template <typename T, int W>
+static void readout(const LGroup& g, const T* re, const T* im, T* e) {
+    const T* signs = (const T*)g.signs;
+    for (i64 k = 0; k < g.K * W; ++k) e[k] = 0;
+    for (i64 i = 0; i < g.D; ++i) {
+        T p[W];
+#pragma omp simd
+        for (int l = 0; l < W; ++l) p[l] = re[i * W + l] * re[i * W + l] + im[i * W + l] * im[i * W + l];
+        for (i64 k = 0; k < g.K; ++k) {
+            const T sg = signs[i * g.K + k];
+            T* ek = e + k * W;
+#pragma omp simd
+            for (int l = 0; l < W; ++l) ek[l] += p[l] * sg;
+        }
+    }
+}
+
+// Adjoint sweep of copy c: psi (the output state, un-computed in place back to the input) and the
+// adjoint lam (in place: gradient of the output, then of the input state); the gate matrices'
+// gradients (torch's convention: dL/dRe + i dL/dIm) added to gm
+template <typename T, int W>
+static void lgroup_backward(const LGroup& g, const T* mats, i64 c, T* re, T* im, T* lre, T* lim, T* tre,
+                            T* tim, T* gm) {
+    const T* phase = (const T*)g.phase;
+    for (i64 s = g.S - 1; s >= 0; --s) {
+        const i64 type = g.stages[3 * s], a = g.stages[3 * s + 1], b = g.stages[3 * s + 2];
+        if (type == 0) {
+            const T* ph = b ? phase + 2 * a * g.D : nullptr;
+            const i64* inv = g.inv + a * g.D;
+            permute<T, W>(re, im, inv, ph, true, g.D, tre, tim);
+            std::memcpy(re, tre, sizeof(T) * g.D * W);
+            std::memcpy(im, tim, sizeof(T) * g.D * W);
+            permute<T, W>(lre, lim, inv, ph, true, g.D, tre, tim);
+            std::memcpy(lre, tre, sizeof(T) * g.D * W);
+            std::memcpy(lim, tim, sizeof(T) * g.D * W);
+            continue;
+        }
+        for (i64 q = g.nq - 1; q >= 0; --q) {
+            if (g.slot[a * g.nq + q] == -2) continue;
+            const i64 st = i64(1) << (g.nq - 1 - q);
+            const i64 off = ((a * g.nq + q) * g.G + c) * 8;
+            const T* M = mats + off;
+            const T ar = M[0], ai = M[1], br = M[2], bi = M[3], cr = M[4], ci = M[5], dr = M[6], di = M[7];
+            T acc[8][W];
+            for (int k = 0; k < 8; ++k)
+                for (int l = 0; l < W; ++l) acc[k][l] = 0;
+            for (i64 blk = 0; blk < g.D; blk += 2 * st)
+                for (i64 lo = blk; lo < blk + st; ++lo) {
+                    T *r0 = re + lo * W, *i0 = im + lo * W, *r1 = r0 + st * W, *i1 = i0 + st * W;
+                    T *l0r = lre + lo * W, *l0i = lim + lo * W, *l1r = l0r + st * W, *l1i = l0i + st * W;
+#pragma omp simd
+                    for (int l = 0; l < W; ++l) {
+                        const T xr = r0[l], xi = i0[l], yr = r1[l], yi = i1[l];
+                        // psi before the gate: M^dag psi
+                        const T pr = ar * xr + ai * xi + cr * yr + ci * yi, pi = ar * xi - ai * xr + cr * yi - ci * yr;
+                        const T qr = br * xr + bi * xi + dr * yr + di * yi, qi = br * xi - bi * xr + dr * yi - di * yr;
+                        const T ur = l0r[l], ui = l0i[l], vr = l1r[l], vi = l1i[l];
+                        // dL/dM_ab += lam_a conj(psi_b)
+                        acc[0][l] += ur * pr + ui * pi; acc[1][l] += ui * pr - ur * pi;
+                        acc[2][l] += ur * qr + ui * qi; acc[3][l] += ui * qr - ur * qi;
+                        acc[4][l] += vr * pr + vi * pi; acc[5][l] += vi * pr - vr * pi;
+                        acc[6][l] += vr * qr + vi * qi; acc[7][l] += vi * qr - vr * qi;
+                        r0[l] = pr; i0[l] = pi; r1[l] = qr; i1[l] = qi;
+                        l0r[l] = ar * ur + ai * ui + cr * vr + ci * vi; l0i[l] = ar * ui - ai * ur + cr * vi - ci * vr;
+                        l1r[l] = br * ur + bi * ui + dr * vr + di * vi; l1i[l] = br * ui - bi * ur + dr * vi - di * vr;
+                    }
+                }
+            T* G = gm + off;
+            for (int k = 0; k < 8; ++k) {
+                T sum = 0;
+                for (int l = 0; l < W; ++l) sum += acc[k][l];
+                G[k] += sum;
+            }
+        }
+    }
+}
+
+// dL/dv_w = Re sum_i conj(lam_i) d psi_0 / d v_w for the product state of amps (are, aim; derivatives
+// dre, dim; [n][2][W]): the adjoint contracted wire by wire (scratch: 6 D W values); gv [n][W]
+template <typename T, int W>
+static void product_back(const T* are, const T* aim, const T* dre, const T* dim, i64 n, const T* lre,
+                         const T* lim, T* gv, T* scratch) {
+    const i64 D = i64(1) << n;
+    T* sre = scratch;  // the suffix products of wires w+1..n-1, wire w's at off[w]
+    T* sim = sre + D * W;
+    T* ar_ = sim + D * W;  // the partial contractions A_w, ping-pong
+    T* ai_ = ar_ + D * W;
+    T* br_ = ai_ + D * W;
+    T* bi_ = br_ + D * W;
+    i64 off[64];
+    off[n - 1] = 0;
+    for (int l = 0; l < W; ++l) { sre[l] = 1; sim[l] = 0; }
+    for (i64 w = n - 2; w >= 0; --w) {
+        const i64 len = i64(1) << (n - 2 - w), o = off[w + 1] + len;
+        off[w] = o;
+        for (int a = 0; a < 2; ++a) {
+            const T *r = are + (2 * (w + 1) + a) * W, *i = aim + (2 * (w + 1) + a) * W;
+            for (i64 lo = 0; lo < len; ++lo) {
+                const T *xr = sre + (off[w + 1] + lo) * W, *xi = sim + (off[w + 1] + lo) * W;
+                T *yr = sre + (o + a * len + lo) * W, *yi = sim + (o + a * len + lo) * W;
+#pragma omp simd
+                for (int l = 0; l < W; ++l) { yr[l] = r[l] * xr[l] - i[l] * xi[l]; yi[l] = r[l] * xi[l] + i[l] * xr[l]; }
+            }
+        }
+    }
+    // A_0 = conj(lam): the sign of its imaginary part is carried in sg
+    const T* cr = lre;
+    const T* ci = lim;
+    T sg = -1;
+    for (i64 w = 0; w < n; ++w) {
+        const i64 len = i64(1) << (n - 1 - w);
+        const T *swr = sre + off[w] * W, *swi = sim + off[w] * W;
+        T chr[2][W], chi[2][W];
+        for (int a = 0; a < 2; ++a) {
+            for (int l = 0; l < W; ++l) { chr[a][l] = 0; chi[a][l] = 0; }
+            for (i64 lo = 0; lo < len; ++lo) {
+                const T *xr = cr + (a * len + lo) * W, *xi = ci + (a * len + lo) * W;
+                const T *zr = swr + lo * W, *zi = swi + lo * W;
+#pragma omp simd
+                for (int l = 0; l < W; ++l) {
+                    const T yi = sg * xi[l];
+                    chr[a][l] += xr[l] * zr[l] - yi * zi[l];
+                    chi[a][l] += xr[l] * zi[l] + yi * zr[l];
+                }
+            }
+        }
+        const T *d0r = dre + 2 * w * W, *d0i = dim + 2 * w * W, *d1r = d0r + W, *d1i = d0i + W;
+        for (int l = 0; l < W; ++l)  // Re(chi_0 d amp_0 + chi_1 d amp_1)
+            gv[w * W + l] = chr[0][l] * d0r[l] - chi[0][l] * d0i[l] + chr[1][l] * d1r[l] - chi[1][l] * d1i[l];
+        if (w + 1 < n) {  // A_{w+1} = sum_a amp_w[a] A_w[a, :]
+            T* nr = (cr == ar_) ? br_ : ar_;
+            T* ni = (cr == ar_) ? bi_ : ai_;
+            const T *a0r = are + 2 * w * W, *a0i = aim + 2 * w * W, *a1r = a0r + W, *a1i = a0i + W;
+            for (i64 lo = 0; lo < len; ++lo) {
+                const T *xr = cr + lo * W, *xi = ci + lo * W, *yr = cr + (len + lo) * W, *yi = ci + (len + lo) * W;
+                T *zr = nr + lo * W, *zi = ni + lo * W;
+#pragma omp simd
+                for (int l = 0; l < W; ++l) {
+                    const T x_i = sg * xi[l], y_i = sg * yi[l];
+                    zr[l] = a0r[l] * xr[l] - a0i[l] * x_i + a1r[l] * yr[l] - a1i[l] * y_i;
+                    zi[l] = a0r[l] * x_i + a0i[l] * xr[l] + a1r[l] * y_i + a1i[l] * yr[l];
+                }
+            }
+            cr = nr; ci = ni;
+            sg = 1;
+        }
+    }
+}
+
+// the lanes of block k: samples k W .. k W + W - 1, lanes past B repeat the last sample (their
+// results are not written, their gradients are zero)
+static inline i64 lane_sample(i64 k, int l, i64 W, i64 B) {
+    const i64 b = k * W + l;
+    return b < B ? b : B - 1;
+}
+
+// p: consts (14), x, h0, c0, out, h_T, c_T, workspace, mats_gates, mats_proc, w_gates, w_proc
+// (mats filled from the weights for from_weights groups)
+template <typename T, int W>
+static int lforward(const i64* d, void** p) {
+    LDims m = read_ldims(d, p);
+    void** q = p + 2 * LCONSTS;
+    const T *x = (const T*)q[0], *h0 = (const T*)q[1], *c0 = (const T*)q[2];
+    T *out = (T*)q[3], *hT = (T*)q[4], *cT = (T*)q[5], *ws = (T*)q[6];
+    T *mg = (T*)q[7], *mp = (T*)q[8];
+    const i64 B = m.B, H = m.H, I = m.I, n = m.n;
+    if (!finite(x, B * m.T * I)) return 1;
+    if (!finite(h0, B * H)) return 2;
+    if (!finite(c0, B * H)) return 3;
+    if (m.gg.from_weights) lgroup_matrices<T>(m.gg, (const T*)q[9], mg);
+    if (m.gp.from_weights) lgroup_matrices<T>(m.gp, (const T*)q[10], mp);
+    const i64 Dg = m.gg.D, Dp = m.gp.D, Dm = Dg > Dp ? Dg : Dp;
+    const i64 blocks = (B + W - 1) / W;
+#pragma omp parallel if (blocks >= 2)
+    {
+    std::vector<T> buf(6 * Dm * W), amps(4 * n * W), e(m.gg.G * m.gg.K * W), pr(m.gp.G * m.gp.K * W);
+    std::vector<T> vl(n * W), hl(H * W), cl(H * W), ul(H * W);
+    T *s0r = buf.data(), *s0i = s0r + Dm * W, *re = s0i + Dm * W, *im = re + Dm * W, *tre = im + Dm * W;
+    T *tim = tre + Dm * W, *are = amps.data(), *aim = are + 2 * n * W;
+#pragma omp for schedule(static)
+    for (i64 k = 0; k < blocks; ++k) {
+        for (int l = 0; l < W; ++l) {
+            const i64 b = lane_sample(k, l, W, B);
+            for (i64 j = 0; j < H; ++j) { hl[j * W + l] = h0[b * H + j]; cl[j * W + l] = c0[b * H + j]; }
+        }
+        for (i64 t = 0; t < m.T; ++t) {
+            T* st = ws + t * m.per_step;
+            T *cell = st + B * n, *u = cell + 6 * B * H;
+            for (int l = 0; l < W; ++l) {
+                const i64 b = lane_sample(k, l, W, B);
+                for (i64 i = 0; i < I; ++i) vl[i * W + l] = x[(b * m.T + t) * I + i];
+                for (i64 j = 0; j < H; ++j) vl[(I + j) * W + l] = hl[j * W + l];
+            }
+            for (i64 w = 0; w < n; ++w)
+                chen_amps<T, W>(vl.data() + w * W, are + 2 * w * W, aim + 2 * w * W, (T*)nullptr, (T*)nullptr);
+            product_state<T, W>(are, aim, n, s0r, s0i);
+            for (i64 cc = 0; cc < m.gg.G; ++cc) {
+                std::memcpy(re, s0r, sizeof(T) * Dg * W);
+                std::memcpy(im, s0i, sizeof(T) * Dg * W);
+                lgroup_forward<T, W>(m.gg, mg, cc, re, im, tre, tim);
+                readout<T, W>(m.gg, re, im, e.data() + cc * m.gg.K * W);
+            }
+            for (i64 j = 0; j < H; ++j)
+                for (int l = 0; l < W; ++l) {
+                    const T f_ = sigmoid<T>(e[j * W + l]), i_ = sigmoid<T>(e[(H + j) * W + l]);
+                    const T g_ = std::tanh(e[(2 * H + j) * W + l]), o_ = sigmoid<T>(e[(3 * H + j) * W + l]);
+                    const T cprev = cl[j * W + l];
+                    const T cn = f_ * cprev + i_ * g_, tc = std::tanh(cn);
+                    cl[j * W + l] = cn;
+                    ul[j * W + l] = o_ * tc;
+                    const i64 b = k * W + l;
+                    if (b < B) {
+                        const i64 qq = b * H + j;
+                        cell[qq] = f_; cell[B * H + qq] = i_; cell[2 * B * H + qq] = o_; cell[3 * B * H + qq] = g_;
+                        cell[4 * B * H + qq] = cprev; cell[5 * B * H + qq] = tc; u[qq] = o_ * tc;
+                    }
+                }
+            for (i64 w = 0; w < H; ++w)
+                chen_amps<T, W>(ul.data() + w * W, are + 2 * w * W, aim + 2 * w * W, (T*)nullptr, (T*)nullptr);
+            product_state<T, W>(are, aim, H, s0r, s0i);
+            for (i64 cc = 0; cc < m.gp.G; ++cc) {
+                std::memcpy(re, s0r, sizeof(T) * Dp * W);
+                std::memcpy(im, s0i, sizeof(T) * Dp * W);
+                lgroup_forward<T, W>(m.gp, mp, cc, re, im, tre, tim);
+                readout<T, W>(m.gp, re, im, pr.data() + cc * m.gp.K * W);
+            }
+            for (int l = 0; l < W; ++l) {
+                const i64 b = k * W + l;
+                for (i64 j = 0; j < H; ++j) {
+                    hl[j * W + l] = pr[j * W + l];
+                    if (b < B) out[(b * m.T + t) * H + j] = pr[(H + j) * W + l];
+                }
+                if (b < B)
+                    for (i64 i = 0; i < n; ++i) st[b * n + i] = vl[i * W + l];
+            }
+        }
+        for (int l = 0; l < W; ++l) {
+            const i64 b = k * W + l;
+            if (b < B)
+                for (i64 j = 0; j < H; ++j) { hT[b * H + j] = hl[j * W + l]; cT[b * H + j] = cl[j * W + l]; }
+        }
+    }
+    }
+    return 0;
+}
+
+// the gradient gv [nv][W] of one group's input values (vals [nv][W]) from its read-outs'
+// gradients ge [G K][W], the gate-matrix gradients added to gm; bufs: 10 D W values
+template <typename T, int W>
+static void lgroup_grad(const LGroup& g, const T* mats, const T* vals, i64 nv, const T* ge, T* gv, T* gm,
+                        T* amps, T* bufs, T* scratch) {
+    const T* signs = (const T*)g.signs;
+    const i64 D = g.D;
+    T *are = amps, *aim = are + 2 * nv * W, *dre = aim + 2 * nv * W, *dim = dre + 2 * nv * W;
+    T *s0r = bufs, *s0i = s0r + D * W, *re = s0i + D * W, *im = re + D * W, *lre = im + D * W;
+    T *lim = lre + D * W, *l0r = lim + D * W, *l0i = l0r + D * W, *tre = l0i + D * W, *tim = tre + D * W;
+    for (i64 w = 0; w < nv; ++w) chen_amps<T, W>(vals + w * W, are + 2 * w * W, aim + 2 * w * W, dre + 2 * w * W, dim + 2 * w * W);
+    product_state<T, W>(are, aim, nv, s0r, s0i);
+    std::memset(l0r, 0, sizeof(T) * D * W);
+    std::memset(l0i, 0, sizeof(T) * D * W);
+    for (i64 c = 0; c < g.G; ++c) {
+        std::memcpy(re, s0r, sizeof(T) * D * W);
+        std::memcpy(im, s0i, sizeof(T) * D * W);
+        lgroup_forward<T, W>(g, mats, c, re, im, tre, tim);
+        const T* gk = ge + c * g.K * W;
+        for (i64 i = 0; i < D; ++i) {  // lam = 2 (sum_k g_k signs[i][k]) psi_i
+            T o[W];
+            for (int l = 0; l < W; ++l) o[l] = 0;
+            for (i64 k = 0; k < g.K; ++k) {
+                const T sg = 2 * signs[i * g.K + k];
+#pragma omp simd
+                for (int l = 0; l < W; ++l) o[l] += gk[k * W + l] * sg;
+            }
+#pragma omp simd
+            for (int l = 0; l < W; ++l) { lre[i * W + l] = o[l] * re[i * W + l]; lim[i * W + l] = o[l] * im[i * W + l]; }
+        }
+        lgroup_backward<T, W>(g, mats, c, re, im, lre, lim, tre, tim, gm);
+#pragma omp simd
+        for (i64 i = 0; i < D * W; ++i) { l0r[i] += lre[i]; l0i[i] += lim[i]; }
+    }
+    product_back<T, W>(are, aim, dre, dim, nv, l0r, l0i, gv, scratch);
+}
+
+// p: consts (14), workspace, g_out, g_h, g_c, g_x, g_h0, g_c0, mats_gates, mats_proc, g_mats_gates,
+// g_mats_proc (written), w_gates, w_proc, g_w_gates, g_w_proc (from_weights groups: written)
+template <typename T, int W>
+static int lbackward(const i64* d, void** p) {
+    LDims m = read_ldims(d, p);
+    void** q = p + 2 * LCONSTS;
+    const T *ws = (const T*)q[0], *g_out = (const T*)q[1], *g_h = (const T*)q[2], *g_c = (const T*)q[3];
+    T *gx = (T*)q[4], *gh0 = (T*)q[5], *gc0 = (T*)q[6];
+    const T *mg = (const T*)q[7], *mp = (const T*)q[8];
+    T *gmg = (T*)q[9], *gmp = (T*)q[10];
+    const i64 B = m.B, H = m.H, I = m.I, n = m.n;
+    const i64 Dm = m.gg.D > m.gp.D ? m.gg.D : m.gp.D;
+    const i64 nmg = m.gg.L * m.gg.nq * m.gg.G * 8, nmp = m.gp.L * m.gp.nq * m.gp.G * 8;
+    std::memset(gmg, 0, sizeof(T) * nmg);
+    std::memset(gmp, 0, sizeof(T) * nmp);
+    const i64 blocks = (B + W - 1) / W;
+#pragma omp parallel if (blocks >= 2)
+    {
+    std::vector<T> amps(8 * n * W), bufs(10 * Dm * W), scratch(6 * Dm * W);
+    std::vector<T> mine_g(nmg, T(0)), mine_p(nmp, T(0));
+    std::vector<T> gp(m.gp.G * m.gp.K * W), ge(m.gg.G * m.gg.K * W), gv(n * W), gu(H * W);
+    std::vector<T> ghl(H * W), gcl(H * W), vl(n * W), ul(H * W);
+#pragma omp for schedule(static)
+    for (i64 k = 0; k < blocks; ++k) {
+        for (int l = 0; l < W; ++l) {
+            const i64 b = k * W + l;
+            for (i64 j = 0; j < H; ++j) {
+                ghl[j * W + l] = b < B ? g_h[b * H + j] : T(0);
+                gcl[j * W + l] = b < B ? g_c[b * H + j] : T(0);
+            }
+        }
+        for (i64 t = m.T - 1; t >= 0; --t) {
+            const T* st = ws + t * m.per_step;
+            const T *cell = st + B * n, *u = cell + 6 * B * H;
+            for (int l = 0; l < W; ++l) {
+                const i64 b = lane_sample(k, l, W, B), real = k * W + l;
+                for (i64 j = 0; j < H; ++j) {
+                    gp[j * W + l] = ghl[j * W + l];
+                    gp[(H + j) * W + l] = real < B ? g_out[(b * m.T + t) * H + j] : T(0);
+                    ul[j * W + l] = u[b * H + j];
+                }
+                for (i64 i = 0; i < n; ++i) vl[i * W + l] = st[b * n + i];
+            }
+            lgroup_grad<T, W>(m.gp, mp, ul.data(), H, gp.data(), gu.data(), mine_p.data(), amps.data(), bufs.data(),
+                              scratch.data());
+            for (i64 j = 0; j < H; ++j)
+                for (int l = 0; l < W; ++l) {
+                    const i64 b = lane_sample(k, l, W, B), qq = b * H + j, z = j * W + l;
+                    const T sf = cell[qq], si = cell[B * H + qq], so = cell[2 * B * H + qq], tg = cell[3 * B * H + qq];
+                    const T cp = cell[4 * B * H + qq], tc = cell[5 * B * H + qq];
+                    const T gcc = gcl[z] + gu[z] * so * (1 - tc * tc);
+                    ge[z] = gcc * cp * sf * (1 - sf);
+                    ge[(H + j) * W + l] = gcc * tg * si * (1 - si);
+                    ge[(2 * H + j) * W + l] = gcc * si * (1 - tg * tg);
+                    ge[(3 * H + j) * W + l] = gu[z] * tc * so * (1 - so);
+                    gcl[z] = gcc * sf;
+                }
+            lgroup_grad<T, W>(m.gg, mg, vl.data(), n, ge.data(), gv.data(), mine_g.data(), amps.data(), bufs.data(),
+                              scratch.data());
+            for (int l = 0; l < W; ++l) {
+                const i64 b = k * W + l;
+                for (i64 j = 0; j < H; ++j) ghl[j * W + l] = gv[(I + j) * W + l];
+                if (b < B)
+                    for (i64 i = 0; i < I; ++i) gx[(b * m.T + t) * I + i] = gv[i * W + l];
+            }
+        }
+        for (int l = 0; l < W; ++l) {
+            const i64 b = k * W + l;
+            if (b < B)
+                for (i64 j = 0; j < H; ++j) { gh0[b * H + j] = ghl[j * W + l]; gc0[b * H + j] = gcl[j * W + l]; }
+        }
+    }
+#pragma omp critical
+    {
+        for (i64 i = 0; i < nmg; ++i) gmg[i] += mine_g[i];
+        for (i64 i = 0; i < nmp; ++i) gmp[i] += mine_p[i];
+    }
+    }
+    if (m.gg.from_weights) lgroup_matrices_back<T>(m.gg, (const T*)q[11], gmg, (T*)q[13]);
+    if (m.gp.from_weights) lgroup_matrices_back<T>(m.gp, (const T*)q[12], gmp, (T*)q[14]);
+    return 0;
+}
+
+template <typename T>
+static int lforward_any(const i64* d, void** p) {
+    switch (d[20]) {
+        case 1: return lforward<T, 1>(d, p);
+        case 4: return lforward<T, 4>(d, p);
+        case 8: return lforward<T, 8>(d, p);
+        case 16: return lforward<T, 16>(d, p);
+    }
+    return -1;
+}
+
+template <typename T>
+static int lbackward_any(const i64* d, void** p) {
+    switch (d[20]) {
+        case 1: return lbackward<T, 1>(d, p);
+        case 4: return lbackward<T, 4>(d, p);
+        case 8: return lbackward<T, 8>(d, p);
+        case 16: return lbackward<T, 16>(d, p);
+    }
+    return -1;
+}
+
 // the whole forward: p = consts (12), x, h0, c0, out, h_T, c_T, workspace, w_gates, w_proc
 template <typename T>
 static int step_forward(const i64* d, void** p) {
@@ -533,4 +1129,12 @@ int qlstm_step_forward_f32(const int64_t* d, void** p) { return step_forward<flo
 int qlstm_step_forward_f64(const int64_t* d, void** p) { return step_forward<double>(d, p); }
 int qlstm_step_backward_f32(const int64_t* d, void** p) { return step_backward<float>(d, p); }
 int qlstm_step_backward_f64(const int64_t* d, void** p) { return step_backward<double>(d, p); }
+
+// the layered form: d = B, T, I, H, (nq, G, K, L, S, nw, M, from_weights) x 2, W (lanes: 1, 4, 8 or
+// 16); the workspace: T * B * (n + 7 H) values; returns 1, 2, 3 for a non-finite x, h0, c0, -1 for
+// an unsupported W
+int qlstm_layered_forward_f32(const int64_t* d, void** p) { return lforward_any<float>(d, p); }
+int qlstm_layered_forward_f64(const int64_t* d, void** p) { return lforward_any<double>(d, p); }
+int qlstm_layered_backward_f32(const int64_t* d, void** p) { return lbackward_any<float>(d, p); }
+int qlstm_layered_backward_f64(const int64_t* d, void** p) { return lbackward_any<double>(d, p); }
 }

@@ -526,17 +526,18 @@ class Program:
             self._cache[key] = None if groups is None else rotation_spec(groups, dtype, device)
         return self._cache[key]
 
-    def layered_stages(self, dtype, device, min_qubits: int | None = None) -> list | None:
+    def layered_stages(self, dtype, device, min_qubits: int | None = None, max_qubits: int | None = None) -> list | None:
         """The weight run as :func:`~qlstm.circuit.layered.layered_forward` stages, or None (cached).
 
-        Applies to ``min_qubits <= n <= layered_max_qubits`` (``min_qubits`` defaults to
-        :attr:`layered_min_qubits`) with one weight-only run of
+        Applies to ``min_qubits <= n <= max_qubits`` (defaults :attr:`layered_min_qubits`,
+        :attr:`layered_max_qubits`) with one weight-only run of
         constant permutations (with phases) and single-qubit layers, nothing data-dependent after
         the encoding.
         """
         n = self.circuit.n_qubits
         low = self.layered_min_qubits if min_qubits is None else min_qubits
-        if not (low <= n <= self.layered_max_qubits):
+        high = self.layered_max_qubits if max_qubits is None else max_qubits
+        if not (low <= n <= high):
             return None
         key = ("layered", dtype, str(device))
         if key not in self._cache:
@@ -759,15 +760,16 @@ class BoundProgram:
             return None
         return spec, (self.ops[0][1] if self.ops else None)
 
-    def layered_spec(self, min_qubits: int | None = None):
+    def layered_spec(self, min_qubits: int | None = None, max_qubits: int | None = None):
         """``(groups, stages)`` of :class:`~qlstm.circuit.layered.LayeredExpval` if this program
         fits it (:meth:`Program.layered_stages` and :meth:`_encoding_groups`), else None."""
-        if min_qubits is None and hasattr(self, "_layered_spec"):
+        default = min_qubits is None and max_qubits is None
+        if default and hasattr(self, "_layered_spec"):
             return self._layered_spec
-        stages = self.program.layered_stages(self.dtype, self.device, min_qubits)
+        stages = self.program.layered_stages(self.dtype, self.device, min_qubits, max_qubits)
         groups = None if stages is None else self._encoding_groups()
         spec = None if groups is None else (groups, stages)
-        if min_qubits is None:  # the default range is what expvals uses: keep it for this bind
+        if default:  # the default range is what expvals uses: keep it for this bind
             self._layered_spec = spec
         return spec
 

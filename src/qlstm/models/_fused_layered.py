@@ -127,18 +127,19 @@ def chen_product_back(g: Tensor, saved: tuple, plan: LayeredPlan) -> Tensor:
     return 0.5 * d_ph * diag + 0.5 * d_th * (e * s1 - e.conj() * s0).real
 
 
-def layered_plan(bound, n: int) -> LayeredPlan | None:
+def layered_plan(bound, n: int, min_qubits: int = MIN_QUBITS, max_qubits: int | None = None) -> LayeredPlan | None:
     """The :class:`LayeredPlan` of a bound Chen-encoded VQC, or None where the node does not apply.
 
     Needs the layered form (:meth:`~qlstm.circuit.plan.BoundProgram.layered_spec`, from
-    :data:`MIN_QUBITS` qubits on), ``<Z>``
+    ``min_qubits`` to ``max_qubits`` qubits: :data:`MIN_QUBITS` to the program's
+    ``layered_max_qubits`` for the torch nodes), ``<Z>``
     read-outs and exactly the Chen encoding (checked on probe inputs against
     :meth:`~qlstm.circuit.plan.BoundProgram.encode`, once per program, dtype and device).
     """
-    spec = bound.layered_spec(MIN_QUBITS) if bound.fused and bound._zsigns is not None else None
+    spec = bound.layered_spec(min_qubits, max_qubits) if bound.fused and bound._zsigns is not None else None
     if spec is None:
         return None
-    key = ("layered_plan", bound.dtype, str(bound.device))
+    key = ("layered_plan", bound.dtype, str(bound.device), min_qubits, max_qubits)
     cache = bound.program._cache
     if key not in cache:
         plan = LayeredPlan.build(n, spec[1], bound._zsigns, bound.dtype, bound.device)

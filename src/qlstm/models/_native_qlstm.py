@@ -30,8 +30,9 @@ from ..circuit._autograd import first_order_only
 from ..circuit.heisenberg import observable_vectors
 from ..errors import InputError
 from ._fused import chen_heisenberg
+from ._fused_layered import layered_plan
 
-__all__ = ["NativeFaithfulQLSTM", "native_spec"]
+__all__ = ["NativeFaithfulQLSTM", "NativeLayeredQLSTM", "native_spec", "native_layered_spec"]
 
 
 @dataclass(frozen=True)
@@ -202,3 +203,188 @@ class NativeFaithfulQLSTM(torch.autograd.Function):
         need = ctx.needs_input_grad
         return (None, gx if need[1] else None, gh0 if need[2] else None, gc0 if need[3] else None,
                 gwg if need[4] else None, gwp if need[5] else None)
+
+
+# -- the layered (statevector) form ----------------------------------------------------------------
+@dataclass(frozen=True)
+class _LayeredGroupSpec:
+    dims: tuple  # (n_qubits, G, K, L, S, n_weights, M, from_weights)
+    stages: Tensor  # [S, 3] int64: (0, perm, has phases) or (1, layer, 0)
+    idx: Tensor  # [P, 2**n] int64
+    inv: Tensor  # [P, 2**n] int64
+    phase: Tensor  # [P, 2**n, 2]: (re, im)
+    signs: Tensor  # [2**n, K]
+    slot: Tensor  # [L, n] int64: the Rot gate of the wire in the layer (from_weights), -1 a given matrix, -2 none
+    rot_idx: Tensor  # [3, M] int64: angle indices of the Rot gates (from_weights)
+    mats_shape: tuple  # [L, n, G, 2, 2] of layer_matrices()
+
+    @property
+    def from_weights(self) -> bool:
+        return bool(self.dims[7])
+
+    def pointers(self) -> list[int]:
+        return [t.data_ptr() for t in (self.stages, self.idx, self.inv, self.phase, self.signs, self.slot, self.rot_idx)]
+
+
+#: the largest VQC the layered kernels take: a sample's state (2**n amplitudes, per copy and lane,
+#: a handful of arrays per thread) stays within the caches up to about this size
+LAYERED_MAX_QUBITS = 12
+
+
+def _layered_group_spec(bound, n: int, copies: int, k: int):
+    w = bound.weights
+    if w is None or w.dim() not in (2, 3) or w.shape[0] != copies or w.shape[1:-1].numel() != 1 \
+            or w.device.type != "cpu":
+        return None
+    plan = layered_plan(bound, n, min_qubits=1, max_qubits=LAYERED_MAX_QUBITS)
+    if plan is None or plan.signs.shape[1] != k:
+        return None
+    run = bound.program.steps[0]
+    rdtype = torch.float64 if bound.dtype == torch.complex128 else torch.float32
+    d = 2**n
+    stages, idx, inv, phase = [], [], [], []
+    for st in plan.stages:
+        if st[0] == "perm":
+            stages.append((0, len(idx), int(st[2] is not None)))
+            idx.append(st[1])
+            inv.append(st[3])
+            ph = st[2] if st[2] is not None else torch.ones(d, dtype=bound.dtype, device=st[1].device)
+            phase.append(torch.view_as_real(ph.to(bound.dtype)).to(rdtype))
+        else:
+            stages.append((1, st[1], 0))
+    # Rot gates on plain weights in every group: the kernels build their matrices from the weights
+    indices, offsets = [], []
+    for grp in run.merged.groups:
+        index = grp.weight_index(bound.device)
+        offsets.append(sum(i.shape[1] for i in indices))
+        indices.append(index)
+    from_weights = all(i is not None for i in indices)
+    layers = len(run.merged.where)
+    slot = torch.full((layers, n), -2, dtype=torch.long)
+    for l, entries in enumerate(run.merged.where):
+        for wire, gi, pos in entries:
+            slot[l, wire] = offsets[gi] + pos if from_weights else -1
+    rot_idx = torch.cat(indices, 1).contiguous() if from_weights and indices else torch.zeros(3, 1, dtype=torch.long)
+
+    def stack(ts, dtype, *shape):
+        return torch.stack(ts).to(dtype).contiguous() if ts else torch.zeros(1, *shape, dtype=dtype)
+
+    return _LayeredGroupSpec(
+        dims=(n, copies, k, layers, len(stages), w.shape[-1], rot_idx.shape[1], int(from_weights)),
+        stages=torch.tensor(stages, dtype=torch.long).reshape(-1, 3).contiguous(),
+        idx=stack(idx, torch.long, d), inv=stack(inv, torch.long, d), phase=stack(phase, rdtype, d, 2),
+        signs=plan.signs.to(rdtype).contiguous(), slot=slot.contiguous(), rot_idx=rot_idx,
+        mats_shape=(layers, n, copies, 2, 2))
+
+
+def _lanes(batch: int, double: bool) -> int:
+    """Samples per lane group of the layered kernels: the widest vector of samples that still leaves
+    every torch thread a group (one sample at a time for tiny batches)."""
+    threads = max(1, torch.get_num_threads())
+    for w in ((8, 4) if double else (16, 8, 4)):
+        if -(-batch // w) >= threads:
+            return w
+    return 4 if batch >= 4 else 1
+
+
+class LayeredSpec:
+    """The constants of both VQC groups for the layered kernels (:func:`native_layered_spec`)."""
+
+    def __init__(self, gates: _LayeredGroupSpec, process: _LayeredGroupSpec, double: bool):
+        self.gates, self.process, self.double = gates, process, double
+        self.consts = gates.pointers() + process.pointers()
+        self._calls: dict = {}
+
+    def __getstate__(self):
+        return {"gates": self.gates, "process": self.process, "double": self.double}
+
+    def __setstate__(self, state):
+        self.__init__(state["gates"], state["process"], state["double"])
+
+    def call(self, batch: int, steps: int, inputs: int, hidden: int):
+        """``(dims, workspace size, forward, backward)`` of one call shape."""
+        key = (batch, steps, inputs, hidden, torch.get_num_threads())
+        if key not in self._calls:
+            lib = _native.library()
+            lanes = _lanes(batch, self.double)
+            dims = (ctypes.c_int64 * 21)(batch, steps, inputs, hidden, *self.gates.dims, *self.process.dims, lanes)
+            f64 = self.double
+            self._calls[key] = (dims, steps * batch * (inputs + 8 * hidden),
+                                lib.qlstm_layered_forward_f64 if f64 else lib.qlstm_layered_forward_f32,
+                                lib.qlstm_layered_backward_f64 if f64 else lib.qlstm_layered_backward_f32)
+        return self._calls[key]
+
+
+def native_layered_spec(gates, process, n: int, hidden: int) -> LayeredSpec | None:
+    """The layered kernels' constants for a faithful QLSTM's bound VQC groups (any VQC of constant
+    permutation blocks and one-qubit gate layers after the Chen encoding, ``<Z>`` read-outs),
+    cached per pair of programs; None where they do not apply or the library does not load."""
+    if _native.library() is None or gates.dtype not in (torch.complex64, torch.complex128):
+        return None
+    key = ("native_layered_spec", id(process.program), gates.dtype, str(gates.device))
+    cache = gates.program._cache
+    if key not in cache:
+        g = _layered_group_spec(gates, n, 4, hidden)
+        p = _layered_group_spec(process, hidden, 2, hidden) if g is not None else None
+        cache[key] = (process.program, None if p is None else LayeredSpec(g, p, gates.dtype == torch.complex128))
+    return cache[key][1]
+
+
+class NativeLayeredQLSTM(torch.autograd.Function):
+    """``apply(spec, x [B, T, I], h0 [B, H], c0 [B, H], gates, process)`` ->
+    ``(outputs [B, T, H], h_T [B, H], c_T [B, H])``: the faithful recurrence with every VQC as a
+    statevector, forward and adjoint backward in :file:`qlstm/_native/qlstm_kernels.cpp`.
+
+    Each group's input is its weights ``[copies, 1, n_w]`` where its layers are ``Rot`` gates on
+    plain weights (the kernels build the matrices), else its gate matrices ``[L, n, copies, 2, 2]``
+    (complex, :meth:`~qlstm.circuit.plan.BoundProgram.layer_matrices`, from which autograd
+    reaches the weights). Checks that ``x``, ``h0``, ``c0`` are finite."""
+
+    @staticmethod
+    def forward(ctx, spec: LayeredSpec, x, h0, c0, in_g, in_p):
+        b, t, i = x.shape
+        hidden = h0.shape[1]
+        dims, ws_size, fwd, _ = spec.call(b, t, i, hidden)
+        dtype = torch.float64 if spec.double else torch.float32
+        x, h0, c0 = (_dense(a, dtype) for a in (x, h0, c0))
+        mats, weights = [], []
+        for g, a in ((spec.gates, in_g), (spec.process, in_p)):
+            if g.from_weights:
+                weights.append(_dense(a, dtype))
+                mats.append(torch.empty(*g.mats_shape, 2, dtype=dtype))
+            else:
+                weights.append(x)  # unused
+                mats.append(torch.view_as_real(a.contiguous()))
+        ws = torch.empty(ws_size, dtype=dtype)
+        out = torch.empty(b, t, hidden, dtype=dtype)
+        h, c = torch.empty(b, hidden, dtype=dtype), torch.empty(b, hidden, dtype=dtype)
+        bad = fwd(dims, _ptrs(spec.consts + [a.data_ptr() for a in (x, h0, c0, out, h, c, ws, *mats, *weights)]))
+        if bad:
+            raise InputError(f"{_NONFINITE.get(bad, 'QLSTM input')} contains NaN or Inf values")
+        ctx.spec, ctx.shapes = spec, (b, t, i, hidden)
+        ctx.save_for_backward(ws, *mats, *weights)
+        return out, h, c
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, g_out, g_h, g_c):
+        ws, mg, mp, wg, wp = ctx.saved_tensors
+        spec = ctx.spec
+        b, t, i, hidden = ctx.shapes
+        dims, _, _, bwd = spec.call(b, t, i, hidden)
+        dtype = ws.dtype
+        g_out = torch.zeros(b, t, hidden, dtype=dtype) if g_out is None else _dense(g_out, dtype)
+        g_h = torch.zeros(b, hidden, dtype=dtype) if g_h is None else _dense(g_h, dtype)
+        g_c = torch.zeros(b, hidden, dtype=dtype) if g_c is None else _dense(g_c, dtype)
+        gx = torch.empty(b, t, i, dtype=dtype)
+        gh0, gc0 = torch.empty(b, hidden, dtype=dtype), torch.empty(b, hidden, dtype=dtype)
+        gmg, gmp = torch.empty_like(mg), torch.empty_like(mp)
+        gwg = torch.empty_like(wg) if spec.gates.from_weights else gx
+        gwp = torch.empty_like(wp) if spec.process.from_weights else gx
+        bwd(dims, _ptrs(spec.consts + [a.data_ptr() for a in (ws, g_out, g_h, g_c, gx, gh0, gc0, mg, mp, gmg, gmp,
+                                                                  wg, wp, gwg, gwp)]))
+        need = ctx.needs_input_grad
+        grads = [gwg if spec.gates.from_weights else torch.view_as_complex(gmg),
+                 gwp if spec.process.from_weights else torch.view_as_complex(gmp)]
+        return (None, gx if need[1] else None, gh0 if need[2] else None, gc0 if need[3] else None,
+                grads[0] if need[4] else None, grads[1] if need[5] else None)

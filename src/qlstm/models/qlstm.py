@@ -34,7 +34,7 @@ from ._compiled_general import compiled_general_recurrence
 from ._fused_adapter import FusedAdapterQLSTM
 from ._fused_general import FusedGeneralQLSTM
 from ._fused_layered import layered_plan
-from ._native_qlstm import NativeFaithfulQLSTM, native_spec
+from ._native_qlstm import LayeredSpec, NativeFaithfulQLSTM, NativeLayeredQLSTM, native_layered_spec, native_spec
 from .lstm import _check_finite, _fmt
 
 __all__ = ["QLSTM", "GATE_NAMES"]
@@ -230,17 +230,29 @@ class QLSTM(nn.Module):
         key = (weight.dtype, str(weight.device))
         cache = self.__dict__.setdefault("_native_specs", {})
         if key not in cache:
-            cache[key] = (native_spec(self.gates.bind(), self.process.bind(), self.n_qubits, self.hidden_size)
-                          if weight.device.type == "cpu" else None)
+            spec = None
+            if weight.device.type == "cpu":
+                bg, bp = self.gates.bind(), self.process.bind()
+                spec = native_spec(bg, bp, self.n_qubits, self.hidden_size)
+                if spec is None:
+                    spec = native_layered_spec(bg, bp, self.n_qubits, self.hidden_size)
+            cache[key] = spec
         spec = cache[key]
         if spec is None:
             return None
+        if isinstance(spec, LayeredSpec):  # statevectors: the weights, or the gate matrices torch builds
+            def run(x, h, c, in_g, in_p):
+                return NativeLayeredQLSTM.apply(spec, x, h, c, in_g, in_p)
 
-        def run(x, h, c, w_gates, w_proc):
-            return NativeFaithfulQLSTM.apply(spec, x, h, c, w_gates, w_proc)
+            args = tuple(layer.weight if g.from_weights else layer.bind().layer_matrices()
+                         for layer, g in ((self.gates, spec.gates), (self.process, spec.process)))
+        else:  # Heisenberg tables: built from the weights in the kernel
+            def run(x, h, c, w_gates, w_proc):
+                return NativeFaithfulQLSTM.apply(spec, x, h, c, w_gates, w_proc)
 
+            args = (weight, self.process.weight)
         run.checks_finite = True
-        return run, (weight, self.process.weight)
+        return run, args
 
     def _warn_uncompiled(self):
         if self.compiled and not getattr(self, "_warned", False):
