@@ -11,7 +11,10 @@ before anything is timed.
 
 Implementations (names for --skip / --include):
 
-* ``qlstm-faithful``: ``QLSTM(1, hidden_size=n-1, n_layers=2)``, n = input + hidden qubits;
+* ``qlstm-faithful``: ``QLSTM(1, hidden_size=n-1, n_layers=2)``, n = input + hidden qubits (on the CPU
+  the native kernels of ``qlstm/_native`` where they build, as for any user);
+* ``qlstm-torch`` (opt-in with --include): the same model with ``native = False``: the fused torch node
+  the kernels replace;
 * ``qlstm-compiled`` (opt-in with --include): the same model with ``compiled=True`` (the whole
   recurrence with its VQC construction as one ``torch.compile`` region; compiled during the warm-up
   steps, which may take up to 300 s here before the cap applies);
@@ -60,12 +63,13 @@ from common import (  # noqa: E402
     set_threads, text_table, train_step_fn, wait_for_quiet,
 )
 
-IMPLS = ("qlstm-faithful", "qlstm-compiled", "qlstm-adapter", "pennylane-default", "pennylane-lightning",
+IMPLS = ("qlstm-faithful", "qlstm-compiled", "qlstm-torch", "qlstm-adapter", "pennylane-default", "pennylane-lightning",
          "pennylane-default-loop", "torchquantum", "torch-lstm")
-OPT_IN = ("pennylane-default-loop", "qlstm-compiled")
+OPT_IN = ("pennylane-default-loop", "qlstm-compiled", "qlstm-torch")
 LABEL = {
     "qlstm-faithful": "qlstm faithful",
     "qlstm-compiled": "qlstm faithful compiled",
+    "qlstm-torch": "qlstm faithful torch node",
     "qlstm-adapter": "qlstm adapter",
     "pennylane-default": "PL default.qubit",
     "pennylane-lightning": "PL lightning",
@@ -82,8 +86,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def qlstm_model(mode: str, n: int, layers: int, dtype, device):
     from qlstm.models.qlstm import QLSTM
 
-    if mode in ("faithful", "compiled"):
-        return QLSTM(1, hidden_size=n - 1, n_layers=layers, dtype=dtype, device=device, compiled=mode == "compiled")
+    if mode in ("faithful", "compiled", "torch"):
+        m = QLSTM(1, hidden_size=n - 1, n_layers=layers, dtype=dtype, device=device, compiled=mode == "compiled")
+        m.native = mode == "faithful"  # the compiled region and the torch node run without the kernels
+        return m
     return QLSTM(1, hidden_size=n, n_qubits=n, n_layers=layers, mode="adapter", dtype=dtype, device=device)
 
 
