@@ -328,3 +328,16 @@ def test_compiled_model_can_be_copied_and_saved_whole():
     torch.save(m, buf)
     buf.seek(0)
     torch.testing.assert_close(torch.load(buf, weights_only=False)(x)[0], out, atol=0, rtol=0)
+
+
+def test_compiled_recurrences_of_two_models_are_separate_code_objects():
+    """dynamo's recompile limit counts per code object: each model's compiled recurrence has its own
+    (checked without compiling: torch.compile is lazy)."""
+    from qlstm.models._compiled_general import compiled_general_recurrence
+
+    runs = []
+    for h in (2, 3):
+        m = _model(1, h, 1)
+        runs.append(compiled_general_recurrence(m.gates.bind(), m.process.bind(), 1 + h, h)[0])
+    codes = [getattr(r, "_torchdynamo_orig_callable", r).__code__ for r in runs]
+    assert codes[0] is not codes[1]
