@@ -65,7 +65,7 @@ class NativeSpec:
         self.__init__(state["gates"], state["process"], state["double"])
 
     def call(self, batch: int, steps: int, inputs: int, hidden: int) -> "_Call":
-        key = (batch, steps, inputs, hidden)
+        key = (batch, steps, inputs, hidden, torch.get_num_threads())
         if key not in self._calls:
             self._calls[key] = _Call(self, batch, steps, inputs, hidden)
         return self._calls[key]
@@ -78,7 +78,8 @@ class _Call:
         lib = _native.library()
         head = (batch, steps, inputs, hidden, *spec.gates.dims, *spec.process.dims)
         self.shape = (batch, steps, inputs, hidden)
-        self.dims = (ctypes.c_int64 * 19)(*head, 0, batch, 1)  # the whole batch, one rows-gradient slice
+        # the whole batch, one rows-gradient slice, samples per lane group
+        self.dims = (ctypes.c_int64 * 20)(*head, 0, batch, 1, _lanes(batch, spec.double))
         self.ws = lib.qlstm_ws_size(self.dims)
         g, p = spec.gates, spec.process
         self.rows = (g.dims[1] * g.dims[2] * 4 ** g.dims[0], p.dims[1] * p.dims[2] * 4 ** p.dims[0])
