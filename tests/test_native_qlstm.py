@@ -37,6 +37,22 @@ def _run(m, x, state, native: bool):
     return out, h, c, torch.autograd.grad(loss, [x, *state, *m.parameters()])
 
 
+def _inputs(batch, t, i, h, dtype, seed):
+    """``x [batch, t, i]`` and a state ``(h0, c0)``, each ``[1, batch, h]``, random, requiring grad."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, t, i, dtype=dtype, generator=gen, requires_grad=True)
+    return x, tuple(torch.randn(1, batch, h, dtype=dtype, generator=gen, requires_grad=True) for _ in range(2))
+
+
+def _assert_matches(fast, ref, atol):
+    """Outputs, h and c to ``atol``, every gradient (input, state, parameters) to ``10 atol``."""
+    for a, b in zip(fast[:3], ref[:3]):
+        torch.testing.assert_close(a, b, atol=atol, rtol=0)
+    for a, b in zip(fast[3], ref[3]):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, atol=atol * 10, rtol=0)
+
+
 @pytest.mark.parametrize("dtype,atol", [(F64, 1e-12), (torch.float32, 2e-5)])
 @pytest.mark.parametrize("i,h,t,layers,template,batch", [
     (1, 3, 4, 2, "chen", 5), (1, 1, 3, 1, "chen", 2), (3, 1, 2, 3, "chen", 3), (1, 2, 5, 2, "chen", 1),
@@ -46,19 +62,11 @@ def _run(m, x, state, native: bool):
 def test_native_equals_the_torch_node(i, h, t, layers, template, batch, dtype, atol):
     m = _model(i, h, layers, dtype=dtype, template=template)
     assert m._native_args() is not None
-    gen = torch.Generator().manual_seed(7)
-    x = torch.randn(batch, t, i, dtype=dtype, generator=gen, requires_grad=True)
-    state = (torch.randn(1, batch, h, dtype=dtype, generator=gen, requires_grad=True),
-             torch.randn(1, batch, h, dtype=dtype, generator=gen, requires_grad=True))
+    x, state = _inputs(batch, t, i, h, dtype, 7)
     fast = _run(m, x, state, native=True)
     m.native = False
     assert m._fused_args()[0] == FusedFaithfulQLSTM.apply  # the reference really is the torch node
-    ref = _run(m, x, state, native=False)
-    for a, b in zip(fast[:3], ref[:3]):
-        torch.testing.assert_close(a, b, atol=atol, rtol=0)
-    for a, b in zip(fast[3], ref[3]):
-        assert a.shape == b.shape
-        torch.testing.assert_close(a, b, atol=atol * 10, rtol=0)
+    _assert_matches(fast, _run(m, x, state, native=False), atol)
 
 
 def test_native_node_gradcheck():
@@ -156,37 +164,22 @@ def test_native_switch_and_missing_compiler_fall_back(monkeypatch, tmp_path):
 def test_native_layered_equals_the_torch_nodes(i, h, t, template, batch, dtype, atol):
     m = _model(i, h, 2, dtype=dtype, template=template)
     assert _kind(m) == "layered"
-    gen = torch.Generator().manual_seed(11)
-    x = torch.randn(batch, t, i, dtype=dtype, generator=gen, requires_grad=True)
-    state = (torch.randn(1, batch, h, dtype=dtype, generator=gen, requires_grad=True),
-             torch.randn(1, batch, h, dtype=dtype, generator=gen, requires_grad=True))
+    x, state = _inputs(batch, t, i, h, dtype, 11)
     fast = _run(m, x, state, native=True)
     m.native = False
     assert m._fused_args()[0] in (FusedGeneralQLSTM.apply, FusedFaithfulQLSTM.apply)
-    ref = _run(m, x, state, native=False)
-    for a, b in zip(fast[:3], ref[:3]):
-        torch.testing.assert_close(a, b, atol=atol, rtol=0)
-    for a, b in zip(fast[3], ref[3]):
-        assert a.shape == b.shape
-        torch.testing.assert_close(a, b, atol=atol * 10, rtol=0)
+    _assert_matches(fast, _run(m, x, state, native=False), atol)
 
 
 def test_native_layered_past_the_torch_nodes_equals_step_by_step():
     """10 qubits: the torch path runs step by step (no fused node); the kernels are the same numbers."""
     m = _model(1, 9, 1)
     assert _kind(m) == "layered"
-    gen = torch.Generator().manual_seed(2)
-    x = torch.randn(2, 2, 1, dtype=F64, generator=gen, requires_grad=True)
-    state = (torch.randn(1, 2, 9, dtype=F64, generator=gen, requires_grad=True),
-             torch.randn(1, 2, 9, dtype=F64, generator=gen, requires_grad=True))
+    x, state = _inputs(2, 2, 1, 9, F64, 2)
     fast = _run(m, x, state, native=True)
     m.native = False
     assert m._fused_args() is None
-    ref = _run(m, x, state, native=False)
-    for a, b in zip(fast[:3], ref[:3]):
-        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
-    for a, b in zip(fast[3], ref[3]):
-        torch.testing.assert_close(a, b, atol=1e-11, rtol=0)
+    _assert_matches(fast, _run(m, x, state, native=False), 1e-12)
 
 
 @pytest.mark.parametrize("template", ["chen", "basic_entangler"])

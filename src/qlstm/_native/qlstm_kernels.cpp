@@ -853,59 +853,47 @@ static void product_back(const T* are, const T* aim, const T* dre, const T* dim,
     }
 }
 
-// the lanes of block k: samples k W .. k W + W - 1, lanes past B repeat the last sample (their
+// ---------------------------------------------------------------------------------------------
+// The recurrence in lane groups, shared by both forms: W samples at a time, a group's VQCs
+// evaluated by the form's functor (Ev: gates(t, v [n][W], e [4H][W]) and process(t, u [H][W],
+// p [2H][W]); backward: process_back(t, u, gp [2H][W], gu [H][W]), gates_back(t, v, ge [4H][W],
+// gv [n][W]), end_group(), reduce() once per thread in a critical section).
+
+// the lanes of group k: samples k W .. k W + W - 1, lanes past B repeat the last sample (their
 // results are not written, their gradients are zero)
 static inline i64 lane_sample(i64 k, int l, i64 W, i64 B) {
     const i64 b = k * W + l;
     return b < B ? b : B - 1;
 }
 
-// p: consts (14), x, h0, c0, out, h_T, c_T, workspace, mats_gates, mats_proc, w_gates, w_proc
-// (mats filled from the weights for from_weights groups)
-template <typename T, int W>
-static int lforward(const i64* d, void** p) {
-    LDims m = read_ldims(d, p);
-    void** q = p + 2 * LCONSTS;
-    const T *x = (const T*)q[0], *h0 = (const T*)q[1], *c0 = (const T*)q[2];
-    T *out = (T*)q[3], *hT = (T*)q[4], *cT = (T*)q[5], *ws = (T*)q[6];
-    T *mg = (T*)q[7], *mp = (T*)q[8];
-    const i64 B = m.B, H = m.H, I = m.I, n = m.n;
-    if (!finite(x, B * m.T * I)) return 1;
-    if (!finite(h0, B * H)) return 2;
-    if (!finite(c0, B * H)) return 3;
-    if (m.gg.from_weights) lgroup_matrices<T>(m.gg, (const T*)q[9], mg);
-    if (m.gp.from_weights) lgroup_matrices<T>(m.gp, (const T*)q[10], mp);
-    const i64 Dg = m.gg.D, Dp = m.gp.D, Dm = Dg > Dp ? Dg : Dp;
-    const i64 blocks = (B + W - 1) / W;
+struct Rec {
+    i64 B, T, I, H, n, per_step;
+    // the per-step values in the workspace: v [B n], cell (sf si so tg cprev tc) [6 B H], u [B H]
+};
+
+template <typename T, int W, class Make>
+static void lanes_forward(const Rec& r, const T* x, const T* h0, const T* c0, T* out, T* hT, T* cT, T* steps,
+                          Make make) {
+    const i64 B = r.B, H = r.H, I = r.I, n = r.n, blocks = (B + W - 1) / W;
 #pragma omp parallel if (blocks >= 2)
     {
-    std::vector<T> buf(6 * Dm * W), amps(4 * n * W), e(m.gg.G * m.gg.K * W), pr(m.gp.G * m.gp.K * W);
-    std::vector<T> vl(n * W), hl(H * W), cl(H * W), ul(H * W);
-    T *s0r = buf.data(), *s0i = s0r + Dm * W, *re = s0i + Dm * W, *im = re + Dm * W, *tre = im + Dm * W;
-    T *tim = tre + Dm * W, *are = amps.data(), *aim = are + 2 * n * W;
+    auto ev = make();
+    std::vector<T> e(4 * H * W), pr(2 * H * W), vl(n * W), hl(H * W), cl(H * W), ul(H * W);
 #pragma omp for schedule(static)
     for (i64 k = 0; k < blocks; ++k) {
         for (int l = 0; l < W; ++l) {
             const i64 b = lane_sample(k, l, W, B);
             for (i64 j = 0; j < H; ++j) { hl[j * W + l] = h0[b * H + j]; cl[j * W + l] = c0[b * H + j]; }
         }
-        for (i64 t = 0; t < m.T; ++t) {
-            T* st = ws + t * m.per_step;
+        for (i64 t = 0; t < r.T; ++t) {
+            T* st = steps + t * r.per_step;
             T *cell = st + B * n, *u = cell + 6 * B * H;
             for (int l = 0; l < W; ++l) {
                 const i64 b = lane_sample(k, l, W, B);
-                for (i64 i = 0; i < I; ++i) vl[i * W + l] = x[(b * m.T + t) * I + i];
+                for (i64 i = 0; i < I; ++i) vl[i * W + l] = x[(b * r.T + t) * I + i];
                 for (i64 j = 0; j < H; ++j) vl[(I + j) * W + l] = hl[j * W + l];
             }
-            for (i64 w = 0; w < n; ++w)
-                chen_amps<T, W>(vl.data() + w * W, are + 2 * w * W, aim + 2 * w * W, (T*)nullptr, (T*)nullptr);
-            product_state<T, W>(are, aim, n, s0r, s0i);
-            for (i64 cc = 0; cc < m.gg.G; ++cc) {
-                std::memcpy(re, s0r, sizeof(T) * Dg * W);
-                std::memcpy(im, s0i, sizeof(T) * Dg * W);
-                lgroup_forward<T, W>(m.gg, mg, cc, re, im, tre, tim);
-                readout<T, W>(m.gg, re, im, e.data() + cc * m.gg.K * W);
-            }
+            ev.gates(t, vl.data(), e.data());
             for (i64 j = 0; j < H; ++j)
                 for (int l = 0; l < W; ++l) {
                     const T f_ = sigmoid<T>(e[j * W + l]), i_ = sigmoid<T>(e[(H + j) * W + l]);
@@ -916,25 +904,17 @@ static int lforward(const i64* d, void** p) {
                     ul[j * W + l] = o_ * tc;
                     const i64 b = k * W + l;
                     if (b < B) {
-                        const i64 qq = b * H + j;
-                        cell[qq] = f_; cell[B * H + qq] = i_; cell[2 * B * H + qq] = o_; cell[3 * B * H + qq] = g_;
-                        cell[4 * B * H + qq] = cprev; cell[5 * B * H + qq] = tc; u[qq] = o_ * tc;
+                        const i64 q = b * H + j;
+                        cell[q] = f_; cell[B * H + q] = i_; cell[2 * B * H + q] = o_; cell[3 * B * H + q] = g_;
+                        cell[4 * B * H + q] = cprev; cell[5 * B * H + q] = tc; u[q] = o_ * tc;
                     }
                 }
-            for (i64 w = 0; w < H; ++w)
-                chen_amps<T, W>(ul.data() + w * W, are + 2 * w * W, aim + 2 * w * W, (T*)nullptr, (T*)nullptr);
-            product_state<T, W>(are, aim, H, s0r, s0i);
-            for (i64 cc = 0; cc < m.gp.G; ++cc) {
-                std::memcpy(re, s0r, sizeof(T) * Dp * W);
-                std::memcpy(im, s0i, sizeof(T) * Dp * W);
-                lgroup_forward<T, W>(m.gp, mp, cc, re, im, tre, tim);
-                readout<T, W>(m.gp, re, im, pr.data() + cc * m.gp.K * W);
-            }
+            ev.process(t, ul.data(), pr.data());
             for (int l = 0; l < W; ++l) {
                 const i64 b = k * W + l;
                 for (i64 j = 0; j < H; ++j) {
                     hl[j * W + l] = pr[j * W + l];
-                    if (b < B) out[(b * m.T + t) * H + j] = pr[(H + j) * W + l];
+                    if (b < B) out[(b * r.T + t) * H + j] = pr[(H + j) * W + l];
                 }
                 if (b < B)
                     for (i64 i = 0; i < n; ++i) st[b * n + i] = vl[i * W + l];
@@ -947,6 +927,107 @@ static int lforward(const i64* d, void** p) {
         }
     }
     }
+}
+
+template <typename T, int W, class Make>
+static void lanes_backward(const Rec& r, const T* steps, const T* g_out, const T* g_h, const T* g_c, T* gx, T* gh0,
+                           T* gc0, Make make) {
+    const i64 B = r.B, H = r.H, I = r.I, n = r.n, blocks = (B + W - 1) / W;
+#pragma omp parallel if (blocks >= 2)
+    {
+    auto ev = make();
+    std::vector<T> gp(2 * H * W), ge(4 * H * W), gv(n * W), gu(H * W), ghl(H * W), gcl(H * W), vl(n * W), ul(H * W);
+#pragma omp for schedule(static)
+    for (i64 k = 0; k < blocks; ++k) {
+        for (int l = 0; l < W; ++l) {
+            const i64 b = k * W + l;
+            for (i64 j = 0; j < H; ++j) {
+                ghl[j * W + l] = b < B ? g_h[b * H + j] : T(0);
+                gcl[j * W + l] = b < B ? g_c[b * H + j] : T(0);
+            }
+        }
+        for (i64 t = r.T - 1; t >= 0; --t) {
+            const T* st = steps + t * r.per_step;
+            const T *cell = st + B * n, *u = cell + 6 * B * H;
+            for (int l = 0; l < W; ++l) {
+                const i64 b = lane_sample(k, l, W, B), real = k * W + l;
+                for (i64 j = 0; j < H; ++j) {
+                    gp[j * W + l] = ghl[j * W + l];
+                    gp[(H + j) * W + l] = real < B ? g_out[(b * r.T + t) * H + j] : T(0);
+                    ul[j * W + l] = u[b * H + j];
+                }
+                for (i64 i = 0; i < n; ++i) vl[i * W + l] = st[b * n + i];
+            }
+            ev.process_back(t, ul.data(), gp.data(), gu.data());
+            for (i64 j = 0; j < H; ++j)
+                for (int l = 0; l < W; ++l) {
+                    const i64 b = lane_sample(k, l, W, B), q = b * H + j, z = j * W + l;
+                    const T sf = cell[q], si = cell[B * H + q], so = cell[2 * B * H + q], tg = cell[3 * B * H + q];
+                    const T cp = cell[4 * B * H + q], tc = cell[5 * B * H + q];
+                    const T gcc = gcl[z] + gu[z] * so * (1 - tc * tc);
+                    ge[z] = gcc * cp * sf * (1 - sf);
+                    ge[(H + j) * W + l] = gcc * tg * si * (1 - si);
+                    ge[(2 * H + j) * W + l] = gcc * si * (1 - tg * tg);
+                    ge[(3 * H + j) * W + l] = gu[z] * tc * so * (1 - so);
+                    gcl[z] = gcc * sf;
+                }
+            ev.gates_back(t, vl.data(), ge.data(), gv.data());
+            for (int l = 0; l < W; ++l) {
+                const i64 b = k * W + l;
+                for (i64 j = 0; j < H; ++j) ghl[j * W + l] = gv[(I + j) * W + l];
+                if (b < B)
+                    for (i64 i = 0; i < I; ++i) gx[(b * r.T + t) * I + i] = gv[i * W + l];
+            }
+        }
+        for (int l = 0; l < W; ++l) {
+            const i64 b = k * W + l;
+            if (b < B)
+                for (i64 j = 0; j < H; ++j) { gh0[b * H + j] = ghl[j * W + l]; gc0[b * H + j] = gcl[j * W + l]; }
+        }
+        ev.end_group();
+    }
+#pragma omp critical
+    ev.reduce();
+    }
+}
+
+// p: consts (14), x, h0, c0, out, h_T, c_T, workspace, mats_gates, mats_proc, w_gates, w_proc
+// (mats filled from the weights for from_weights groups)
+template <typename T, int W>
+static int lforward(const i64* d, void** p) {
+    LDims m = read_ldims(d, p);
+    void** q = p + 2 * LCONSTS;
+    const T *x = (const T*)q[0], *h0 = (const T*)q[1], *c0 = (const T*)q[2];
+    T *mg = (T*)q[7], *mp = (T*)q[8];
+    if (!finite(x, m.B * m.T * m.I)) return 1;
+    if (!finite(h0, m.B * m.H)) return 2;
+    if (!finite(c0, m.B * m.H)) return 3;
+    if (m.gg.from_weights) lgroup_matrices<T>(m.gg, (const T*)q[9], mg);
+    if (m.gp.from_weights) lgroup_matrices<T>(m.gp, (const T*)q[10], mp);
+    const i64 Dm = m.gg.D > m.gp.D ? m.gg.D : m.gp.D, n = m.n;
+    struct Ev {  // one thread's scratch: a product state, a copy's state, a permutation buffer
+        const LDims& m; const T *mg, *mp;
+        std::vector<T> buf, amps;
+        void group(const LGroup& g, const T* mats, const T* vals, i64 nv, T* e) {
+            T *s0r = buf.data(), *s0i = s0r + g.D * W, *re = s0i + g.D * W, *im = re + g.D * W;
+            T *tre = im + g.D * W, *tim = tre + g.D * W, *are = amps.data(), *aim = are + 2 * nv * W;
+            for (i64 w = 0; w < nv; ++w)
+                chen_amps<T, W>(vals + w * W, are + 2 * w * W, aim + 2 * w * W, (T*)nullptr, (T*)nullptr);
+            product_state<T, W>(are, aim, nv, s0r, s0i);
+            for (i64 c = 0; c < g.G; ++c) {
+                std::memcpy(re, s0r, sizeof(T) * g.D * W);
+                std::memcpy(im, s0i, sizeof(T) * g.D * W);
+                lgroup_forward<T, W>(g, mats, c, re, im, tre, tim);
+                readout<T, W>(g, re, im, e + c * g.K * W);
+            }
+        }
+        void gates(i64, const T* v, T* e) { group(m.gg, mg, v, m.n, e); }
+        void process(i64, const T* u, T* pr) { group(m.gp, mp, u, m.H, pr); }
+    };
+    Rec r{m.B, m.T, m.I, m.H, n, m.per_step};
+    lanes_forward<T, W>(r, x, h0, c0, (T*)q[3], (T*)q[4], (T*)q[5], (T*)q[6], [&]() {
+        return Ev{m, mg, mp, std::vector<T>(6 * Dm * W), std::vector<T>(4 * n * W)};
+    });
     return 0;
 }
 
@@ -993,78 +1074,33 @@ template <typename T, int W>
 static int lbackward(const i64* d, void** p) {
     LDims m = read_ldims(d, p);
     void** q = p + 2 * LCONSTS;
-    const T *ws = (const T*)q[0], *g_out = (const T*)q[1], *g_h = (const T*)q[2], *g_c = (const T*)q[3];
-    T *gx = (T*)q[4], *gh0 = (T*)q[5], *gc0 = (T*)q[6];
     const T *mg = (const T*)q[7], *mp = (const T*)q[8];
     T *gmg = (T*)q[9], *gmp = (T*)q[10];
-    const i64 B = m.B, H = m.H, I = m.I, n = m.n;
-    const i64 Dm = m.gg.D > m.gp.D ? m.gg.D : m.gp.D;
+    const i64 Dm = m.gg.D > m.gp.D ? m.gg.D : m.gp.D, n = m.n;
     const i64 nmg = m.gg.L * m.gg.nq * m.gg.G * 8, nmp = m.gp.L * m.gp.nq * m.gp.G * 8;
     std::memset(gmg, 0, sizeof(T) * nmg);
     std::memset(gmp, 0, sizeof(T) * nmp);
-    const i64 blocks = (B + W - 1) / W;
-#pragma omp parallel if (blocks >= 2)
-    {
-    std::vector<T> amps(8 * n * W), bufs(10 * Dm * W), scratch(6 * Dm * W);
-    std::vector<T> mine_g(nmg, T(0)), mine_p(nmp, T(0));
-    std::vector<T> gp(m.gp.G * m.gp.K * W), ge(m.gg.G * m.gg.K * W), gv(n * W), gu(H * W);
-    std::vector<T> ghl(H * W), gcl(H * W), vl(n * W), ul(H * W);
-#pragma omp for schedule(static)
-    for (i64 k = 0; k < blocks; ++k) {
-        for (int l = 0; l < W; ++l) {
-            const i64 b = k * W + l;
-            for (i64 j = 0; j < H; ++j) {
-                ghl[j * W + l] = b < B ? g_h[b * H + j] : T(0);
-                gcl[j * W + l] = b < B ? g_c[b * H + j] : T(0);
-            }
+    struct Ev {  // one thread's scratch and its share of the gate matrices' gradients
+        const LDims& m; const T *mg, *mp; T *gmg, *gmp;
+        std::vector<T> amps, bufs, scratch, mine_g, mine_p;
+        void process_back(i64, const T* u, const T* gp, T* gu) {
+            lgroup_grad<T, W>(m.gp, mp, u, m.H, gp, gu, mine_p.data(), amps.data(), bufs.data(), scratch.data());
         }
-        for (i64 t = m.T - 1; t >= 0; --t) {
-            const T* st = ws + t * m.per_step;
-            const T *cell = st + B * n, *u = cell + 6 * B * H;
-            for (int l = 0; l < W; ++l) {
-                const i64 b = lane_sample(k, l, W, B), real = k * W + l;
-                for (i64 j = 0; j < H; ++j) {
-                    gp[j * W + l] = ghl[j * W + l];
-                    gp[(H + j) * W + l] = real < B ? g_out[(b * m.T + t) * H + j] : T(0);
-                    ul[j * W + l] = u[b * H + j];
-                }
-                for (i64 i = 0; i < n; ++i) vl[i * W + l] = st[b * n + i];
-            }
-            lgroup_grad<T, W>(m.gp, mp, ul.data(), H, gp.data(), gu.data(), mine_p.data(), amps.data(), bufs.data(),
-                              scratch.data());
-            for (i64 j = 0; j < H; ++j)
-                for (int l = 0; l < W; ++l) {
-                    const i64 b = lane_sample(k, l, W, B), qq = b * H + j, z = j * W + l;
-                    const T sf = cell[qq], si = cell[B * H + qq], so = cell[2 * B * H + qq], tg = cell[3 * B * H + qq];
-                    const T cp = cell[4 * B * H + qq], tc = cell[5 * B * H + qq];
-                    const T gcc = gcl[z] + gu[z] * so * (1 - tc * tc);
-                    ge[z] = gcc * cp * sf * (1 - sf);
-                    ge[(H + j) * W + l] = gcc * tg * si * (1 - si);
-                    ge[(2 * H + j) * W + l] = gcc * si * (1 - tg * tg);
-                    ge[(3 * H + j) * W + l] = gu[z] * tc * so * (1 - so);
-                    gcl[z] = gcc * sf;
-                }
-            lgroup_grad<T, W>(m.gg, mg, vl.data(), n, ge.data(), gv.data(), mine_g.data(), amps.data(), bufs.data(),
-                              scratch.data());
-            for (int l = 0; l < W; ++l) {
-                const i64 b = k * W + l;
-                for (i64 j = 0; j < H; ++j) ghl[j * W + l] = gv[(I + j) * W + l];
-                if (b < B)
-                    for (i64 i = 0; i < I; ++i) gx[(b * m.T + t) * I + i] = gv[i * W + l];
-            }
+        void gates_back(i64, const T* v, const T* ge, T* gv) {
+            lgroup_grad<T, W>(m.gg, mg, v, m.n, ge, gv, mine_g.data(), amps.data(), bufs.data(), scratch.data());
         }
-        for (int l = 0; l < W; ++l) {
-            const i64 b = k * W + l;
-            if (b < B)
-                for (i64 j = 0; j < H; ++j) { gh0[b * H + j] = ghl[j * W + l]; gc0[b * H + j] = gcl[j * W + l]; }
+        void end_group() {}
+        void reduce() {
+            for (size_t i = 0; i < mine_g.size(); ++i) gmg[i] += mine_g[i];
+            for (size_t i = 0; i < mine_p.size(); ++i) gmp[i] += mine_p[i];
         }
-    }
-#pragma omp critical
-    {
-        for (i64 i = 0; i < nmg; ++i) gmg[i] += mine_g[i];
-        for (i64 i = 0; i < nmp; ++i) gmp[i] += mine_p[i];
-    }
-    }
+    };
+    Rec r{m.B, m.T, m.I, m.H, n, m.per_step};
+    lanes_backward<T, W>(r, (const T*)q[0], (const T*)q[1], (const T*)q[2], (const T*)q[3], (T*)q[4], (T*)q[5],
+                         (T*)q[6], [&]() {
+        return Ev{m, mg, mp, gmg, gmp, std::vector<T>(8 * n * W), std::vector<T>(10 * Dm * W),
+                  std::vector<T>(6 * Dm * W), std::vector<T>(nmg, T(0)), std::vector<T>(nmp, T(0))};
+    });
     if (m.gg.from_weights) lgroup_matrices_back<T>(m.gg, (const T*)q[11], gmg, (T*)q[13]);
     if (m.gp.from_weights) lgroup_matrices_back<T>(m.gp, (const T*)q[12], gmp, (T*)q[14]);
     return 0;
@@ -1259,67 +1295,29 @@ template <typename T, int W>
 static int hforward(const i64* d, void** p) {
     Dims m = read_dims(d, p);
     const T *x = (const T*)p[12], *h0 = (const T*)p[13], *c0 = (const T*)p[14];
-    T *out = (T*)p[15], *hT = (T*)p[16], *cT = (T*)p[17], *ws = (T*)p[18];
-    const i64 B = m.B, H = m.H, I = m.I, n = m.n;
-    if (!finite(x, B * m.T * I)) return 1;
-    if (!finite(h0, B * H)) return 2;
-    if (!finite(c0, B * H)) return 3;
+    T* ws = (T*)p[18];
+    if (!finite(x, m.B * m.T * m.I)) return 1;
+    if (!finite(h0, m.B * m.H)) return 2;
+    if (!finite(c0, m.B * m.H)) return 3;
+    struct Ev {
+        const Dims& m; const T *rows_g, *rows_p;
+        std::vector<T> f, q;
+        void gates(i64, const T* v, T* e) {
+            features_lanes<T, W>(v, m.n, f.data(), q.data());
+            dots_lanes<T, W>(f.data(), rows_g, 4 * m.H, m.Dg, e);
+        }
+        void process(i64, const T* u, T* pr) {
+            features_lanes<T, W>(u, m.H, f.data(), q.data());
+            dots_lanes<T, W>(f.data(), rows_p, 2 * m.H, m.Dp, pr);
+        }
+    };
     const T* rows_g = rows_of<T>(m.gg, ws);
     const T* rows_p = rows_of<T>(m.gp, ws + m.off_gp);
-    const i64 blocks = (B + W - 1) / W, Dm = m.Dg > m.Dp ? m.Dg : m.Dp;
-#pragma omp parallel if (blocks >= 2)
-    {
-    std::vector<T> f(Dm * W), q(4 * W), e(4 * H * W), pr(2 * H * W), vl(n * W), hl(H * W), cl(H * W), ul(H * W);
-#pragma omp for schedule(static)
-    for (i64 k = 0; k < blocks; ++k) {
-        for (int l = 0; l < W; ++l) {
-            const i64 b = lane_sample(k, l, W, B);
-            for (i64 j = 0; j < H; ++j) { hl[j * W + l] = h0[b * H + j]; cl[j * W + l] = c0[b * H + j]; }
-        }
-        for (i64 t = 0; t < m.T; ++t) {
-            T* st = ws + m.off_steps + t * m.per_step;
-            T *cell = st + B * n, *u = cell + 6 * B * H;
-            for (int l = 0; l < W; ++l) {
-                const i64 b = lane_sample(k, l, W, B);
-                for (i64 i = 0; i < I; ++i) vl[i * W + l] = x[(b * m.T + t) * I + i];
-                for (i64 j = 0; j < H; ++j) vl[(I + j) * W + l] = hl[j * W + l];
-            }
-            features_lanes<T, W>(vl.data(), n, f.data(), q.data());
-            dots_lanes<T, W>(f.data(), rows_g, 4 * H, m.Dg, e.data());
-            for (i64 j = 0; j < H; ++j)
-                for (int l = 0; l < W; ++l) {
-                    const T f_ = sigmoid<T>(e[j * W + l]), i_ = sigmoid<T>(e[(H + j) * W + l]);
-                    const T g_ = std::tanh(e[(2 * H + j) * W + l]), o_ = sigmoid<T>(e[(3 * H + j) * W + l]);
-                    const T cprev = cl[j * W + l];
-                    const T cn = f_ * cprev + i_ * g_, tc = std::tanh(cn);
-                    cl[j * W + l] = cn;
-                    ul[j * W + l] = o_ * tc;
-                    const i64 b = k * W + l;
-                    if (b < B) {
-                        const i64 qq = b * H + j;
-                        cell[qq] = f_; cell[B * H + qq] = i_; cell[2 * B * H + qq] = o_; cell[3 * B * H + qq] = g_;
-                        cell[4 * B * H + qq] = cprev; cell[5 * B * H + qq] = tc; u[qq] = o_ * tc;
-                    }
-                }
-            features_lanes<T, W>(ul.data(), H, f.data(), q.data());
-            dots_lanes<T, W>(f.data(), rows_p, 2 * H, m.Dp, pr.data());
-            for (int l = 0; l < W; ++l) {
-                const i64 b = k * W + l;
-                for (i64 j = 0; j < H; ++j) {
-                    hl[j * W + l] = pr[j * W + l];
-                    if (b < B) out[(b * m.T + t) * H + j] = pr[(H + j) * W + l];
-                }
-                if (b < B)
-                    for (i64 i = 0; i < n; ++i) st[b * n + i] = vl[i * W + l];
-            }
-        }
-        for (int l = 0; l < W; ++l) {
-            const i64 b = k * W + l;
-            if (b < B)
-                for (i64 j = 0; j < H; ++j) { hT[b * H + j] = hl[j * W + l]; cT[b * H + j] = cl[j * W + l]; }
-        }
-    }
-    }
+    const i64 Dm = m.Dg > m.Dp ? m.Dg : m.Dp;
+    Rec r{m.B, m.T, m.I, m.H, m.n, m.per_step};
+    lanes_forward<T, W>(r, x, h0, c0, (T*)p[15], (T*)p[16], (T*)p[17], ws + m.off_steps, [&]() {
+        return Ev{m, rows_g, rows_p, std::vector<T>(Dm * W), std::vector<T>(4 * W)};
+    });
     return 0;
 }
 
@@ -1327,92 +1325,56 @@ static int hforward(const i64* d, void** p) {
 template <typename T, int W>
 static int hbackward(const i64* d, void** p) {
     Dims m = read_dims(d, p);
-    const T *ws = (const T*)p[12], *g_out = (const T*)p[13], *g_h = (const T*)p[14], *g_c = (const T*)p[15];
-    T *gx = (T*)p[16], *gh0 = (T*)p[17], *gc0 = (T*)p[18], *grows_g = (T*)p[19], *grows_p = (T*)p[20];
-    const i64 B = m.B, H = m.H, I = m.I, n = m.n;
-    const T* rows_g = rows_of<T>(m.gg, ws);
-    const T* rows_p = rows_of<T>(m.gp, ws + m.off_gp);
+    const T* ws = (const T*)p[12];
+    T *grows_g = (T*)p[19], *grows_p = (T*)p[20];
     const i64 Dm = m.Dg > m.Dp ? m.Dg : m.Dp, ng = m.gg.R * m.Dg, np_ = m.gp.R * m.Dp;
     std::memset(grows_g, 0, sizeof(T) * ng);
     std::memset(grows_p, 0, sizeof(T) * np_);
-    const i64 blocks = (B + W - 1) / W;
-#pragma omp parallel if (blocks >= 2)
-    {
-    // the block's features and pre-activation gradients of every step, for its rows gradients
-    std::vector<T> fg_t(m.T * m.Dg * W), fp_t(m.T * m.Dp * W), ge_t(m.T * 4 * H * W), gp_t(m.T * 2 * H * W);
-    std::vector<T> q(4 * W), gf(Dm * W), scratch(3 * Dm * W + 4 * n * W);
-    std::vector<T> acc_g(ng * W, T(0)), acc_p(np_ * W, T(0));  // this thread's rows gradients, per lane
-    std::vector<T> gv(n * W), gu(H * W), ghl(H * W), gcl(H * W), vl(n * W), ul(H * W);
-#pragma omp for schedule(static)
-    for (i64 k = 0; k < blocks; ++k) {
-        for (int l = 0; l < W; ++l) {
-            const i64 b = k * W + l;
-            for (i64 j = 0; j < H; ++j) {
-                ghl[j * W + l] = b < B ? g_h[b * H + j] : T(0);
-                gcl[j * W + l] = b < B ? g_c[b * H + j] : T(0);
+    struct Ev {  // the group's features and pre-activation gradients of every step, for the rows' gradients
+        const Dims& m; const T *rows_g, *rows_p; T *grows_g, *grows_p;
+        std::vector<T> fg_t, fp_t, ge_t, gp_t, q, gf, scratch, acc_g, acc_p;
+        void process_back(i64 t, const T* u, const T* gp, T* gu) {
+            T* fp = fp_t.data() + t * m.Dp * W;
+            std::memcpy(gp_t.data() + t * 2 * m.H * W, gp, sizeof(T) * 2 * m.H * W);
+            features_lanes<T, W>(u, m.H, fp, q.data());
+            combine_lanes<T, W>(gp, rows_p, 2 * m.H, m.Dp, gf.data());
+            features_back_lanes<T, W>(u, m.H, gf.data(), gu, scratch.data());
+        }
+        void gates_back(i64 t, const T* v, const T* ge, T* gv) {
+            T* fg = fg_t.data() + t * m.Dg * W;
+            std::memcpy(ge_t.data() + t * 4 * m.H * W, ge, sizeof(T) * 4 * m.H * W);
+            features_lanes<T, W>(v, m.n, fg, q.data());
+            combine_lanes<T, W>(ge, rows_g, 4 * m.H, m.Dg, gf.data());
+            features_back_lanes<T, W>(v, m.n, gf.data(), gv, scratch.data());
+        }
+        void end_group() {
+            accumulate_lanes<T, W>(fg_t.data(), ge_t.data(), m.T, 4 * m.H, m.Dg, acc_g.data());
+            accumulate_lanes<T, W>(fp_t.data(), gp_t.data(), m.T, 2 * m.H, m.Dp, acc_p.data());
+        }
+        void reduce() {
+            for (size_t i = 0; i < acc_g.size() / W; ++i) {
+                T s = 0;
+                for (int l = 0; l < W; ++l) s += acc_g[i * W + l];
+                grows_g[i] += s;
+            }
+            for (size_t i = 0; i < acc_p.size() / W; ++i) {
+                T s = 0;
+                for (int l = 0; l < W; ++l) s += acc_p[i * W + l];
+                grows_p[i] += s;
             }
         }
-        for (i64 t = m.T - 1; t >= 0; --t) {
-            const T* st = ws + m.off_steps + t * m.per_step;
-            const T *cell = st + B * n, *u = cell + 6 * B * H;
-            T *gp = gp_t.data() + t * 2 * H * W, *ge = ge_t.data() + t * 4 * H * W;
-            T *fp = fp_t.data() + t * m.Dp * W, *fg = fg_t.data() + t * m.Dg * W;
-            for (int l = 0; l < W; ++l) {
-                const i64 b = lane_sample(k, l, W, B), real = k * W + l;
-                for (i64 j = 0; j < H; ++j) {
-                    gp[j * W + l] = ghl[j * W + l];
-                    gp[(H + j) * W + l] = real < B ? g_out[(b * m.T + t) * H + j] : T(0);
-                    ul[j * W + l] = u[b * H + j];
-                }
-                for (i64 i = 0; i < n; ++i) vl[i * W + l] = st[b * n + i];
-            }
-            features_lanes<T, W>(ul.data(), H, fp, q.data());
-            combine_lanes<T, W>(gp, rows_p, 2 * H, m.Dp, gf.data());
-            features_back_lanes<T, W>(ul.data(), H, gf.data(), gu.data(), scratch.data());
-            for (i64 j = 0; j < H; ++j)
-                for (int l = 0; l < W; ++l) {
-                    const i64 b = lane_sample(k, l, W, B), qq = b * H + j, z = j * W + l;
-                    const T sf = cell[qq], si = cell[B * H + qq], so = cell[2 * B * H + qq], tg = cell[3 * B * H + qq];
-                    const T cp = cell[4 * B * H + qq], tc = cell[5 * B * H + qq];
-                    const T gcc = gcl[z] + gu[z] * so * (1 - tc * tc);
-                    ge[z] = gcc * cp * sf * (1 - sf);
-                    ge[(H + j) * W + l] = gcc * tg * si * (1 - si);
-                    ge[(2 * H + j) * W + l] = gcc * si * (1 - tg * tg);
-                    ge[(3 * H + j) * W + l] = gu[z] * tc * so * (1 - so);
-                    gcl[z] = gcc * sf;
-                }
-            features_lanes<T, W>(vl.data(), n, fg, q.data());
-            combine_lanes<T, W>(ge, rows_g, 4 * H, m.Dg, gf.data());
-            features_back_lanes<T, W>(vl.data(), n, gf.data(), gv.data(), scratch.data());
-            for (int l = 0; l < W; ++l) {
-                const i64 b = k * W + l;
-                for (i64 j = 0; j < H; ++j) ghl[j * W + l] = gv[(I + j) * W + l];
-                if (b < B)
-                    for (i64 i = 0; i < I; ++i) gx[(b * m.T + t) * I + i] = gv[i * W + l];
-            }
-        }
-        for (int l = 0; l < W; ++l) {
-            const i64 b = k * W + l;
-            if (b < B)
-                for (i64 j = 0; j < H; ++j) { gh0[b * H + j] = ghl[j * W + l]; gc0[b * H + j] = gcl[j * W + l]; }
-        }
-        accumulate_lanes<T, W>(fg_t.data(), ge_t.data(), m.T, 4 * H, m.Dg, acc_g.data());
-        accumulate_lanes<T, W>(fp_t.data(), gp_t.data(), m.T, 2 * H, m.Dp, acc_p.data());
-    }
-#pragma omp critical
-    {
-        for (i64 i = 0; i < ng; ++i) {
-            T s = 0;
-            for (int l = 0; l < W; ++l) s += acc_g[i * W + l];
-            grows_g[i] += s;
-        }
-        for (i64 i = 0; i < np_; ++i) {
-            T s = 0;
-            for (int l = 0; l < W; ++l) s += acc_p[i * W + l];
-            grows_p[i] += s;
-        }
-    }
-    }
+    };
+    const T* rows_g = rows_of<T>(m.gg, ws);
+    const T* rows_p = rows_of<T>(m.gp, ws + m.off_gp);
+    Rec r{m.B, m.T, m.I, m.H, m.n, m.per_step};
+    const i64 T_ = m.T, H = m.H, n = m.n;
+    lanes_backward<T, W>(r, ws + m.off_steps, (const T*)p[13], (const T*)p[14], (const T*)p[15], (T*)p[16], (T*)p[17],
+                         (T*)p[18], [&]() {
+        return Ev{m, rows_g, rows_p, grows_g, grows_p, std::vector<T>(T_ * m.Dg * W), std::vector<T>(T_ * m.Dp * W),
+                  std::vector<T>(T_ * 4 * H * W), std::vector<T>(T_ * 2 * H * W), std::vector<T>(4 * W),
+                  std::vector<T>(Dm * W), std::vector<T>(3 * Dm * W + 4 * n * W), std::vector<T>(ng * W, T(0)),
+                  std::vector<T>(np_ * W, T(0))};
+    });
     return 0;
 }
 

@@ -49,11 +49,11 @@ class _GroupSpec:
         return [t.data_ptr() for t in (self.plan, self.idx, self.obs, self.src, self.inv, self.sign)]
 
 
-class NativeSpec:
-    """The constants of both VQC groups for the kernels (:func:`native_spec`), and the call
-    layouts per batch size and sequence length."""
+class _Spec:
+    """The constants of both VQC groups for the kernels, their pointers, and the call layouts per
+    call shape (built on first use)."""
 
-    def __init__(self, gates: _GroupSpec, process: _GroupSpec, double: bool):
+    def __init__(self, gates, process, double: bool):
         self.gates, self.process, self.double = gates, process, double
         self.consts = gates.pointers() + process.pointers()
         self._calls: dict = {}
@@ -63,6 +63,25 @@ class NativeSpec:
 
     def __setstate__(self, state):
         self.__init__(state["gates"], state["process"], state["double"])
+
+
+def _cached_spec(kind: str, cls, group_spec, gates, process, n: int, hidden: int):
+    """``cls(group_spec(gates, ...), group_spec(process, ...))``, once per pair of programs, dtype
+    and device; None where either group does not fit or the library does not load."""
+    if _native.library() is None or gates.dtype not in (torch.complex64, torch.complex128):
+        return None
+    key = (kind, id(process.program), gates.dtype, str(gates.device))
+    cache = gates.program._cache
+    if key not in cache:
+        g = group_spec(gates, n, 4, hidden)
+        p = group_spec(process, hidden, 2, hidden) if g is not None else None
+        # the process program stays referenced, so that its id stays unique
+        cache[key] = (process.program, None if p is None else cls(g, p, gates.dtype == torch.complex128))
+    return cache[key][1]
+
+
+class NativeSpec(_Spec):
+    """The Heisenberg form's constants (:func:`native_spec`)."""
 
     def call(self, batch: int, steps: int, inputs: int, hidden: int) -> "_Call":
         key = (batch, steps, inputs, hidden, torch.get_num_threads())
@@ -137,16 +156,7 @@ def native_spec(gates, process, n: int, hidden: int) -> NativeSpec | None:
     """The kernels' constants for a faithful QLSTM's bound VQC groups (four gate copies on ``n``
     qubits measuring ``hidden`` wires, two processing copies on ``hidden`` qubits), cached per
     pair of programs; None where the native path does not apply or the library does not load."""
-    if _native.library() is None or gates.dtype not in (torch.complex64, torch.complex128):
-        return None
-    key = ("native_spec", id(process.program), gates.dtype, str(gates.device))
-    cache = gates.program._cache
-    if key not in cache:
-        g = _group_spec(gates, n, 4, hidden)
-        p = _group_spec(process, hidden, 2, hidden) if g is not None else None
-        # the process program stays referenced, so that its id stays unique
-        cache[key] = (process.program, None if p is None else NativeSpec(g, p, gates.dtype == torch.complex128))
-    return cache[key][1]
+    return _cached_spec("native_spec", NativeSpec, _group_spec, gates, process, n, hidden)
 
 
 def _ptrs(values: list[int]):
@@ -155,6 +165,16 @@ def _ptrs(values: list[int]):
 
 def _dense(t: Tensor, dtype) -> Tensor:
     return t if t.dtype == dtype and t.is_contiguous() else t.to(dtype).contiguous()
+
+
+def _grad_buffers(g_out, g_h, g_c, b: int, t: int, i: int, hidden: int, dtype):
+    """The backward's incoming gradients, dense (zeros where autograd passed None), and the empty
+    buffers for the gradients of ``x``, ``h0``, ``c0``."""
+    g_out = torch.zeros(b, t, hidden, dtype=dtype) if g_out is None else _dense(g_out, dtype)
+    g_h = torch.zeros(b, hidden, dtype=dtype) if g_h is None else _dense(g_h, dtype)
+    g_c = torch.zeros(b, hidden, dtype=dtype) if g_c is None else _dense(g_c, dtype)
+    return (g_out, g_h, g_c, torch.empty(b, t, i, dtype=dtype), torch.empty(b, hidden, dtype=dtype),
+            torch.empty(b, hidden, dtype=dtype))
 
 
 _NONFINITE = {1: "QLSTM input", 2: "QLSTM state h_0", 3: "QLSTM state c_0"}
@@ -189,11 +209,7 @@ class NativeFaithfulQLSTM(torch.autograd.Function):
         spec, call = ctx.spec, ctx.call
         b, t, i, hidden = call.shape
         dtype = wg.dtype
-        g_out = torch.zeros(b, t, hidden, dtype=dtype) if g_out is None else _dense(g_out, dtype)
-        g_h = torch.zeros(b, hidden, dtype=dtype) if g_h is None else _dense(g_h, dtype)
-        g_c = torch.zeros(b, hidden, dtype=dtype) if g_c is None else _dense(g_c, dtype)
-        gx = torch.empty(b, t, i, dtype=dtype)
-        gh0, gc0 = torch.empty(b, hidden, dtype=dtype), torch.empty(b, hidden, dtype=dtype)
+        g_out, g_h, g_c, gx, gh0, gc0 = _grad_buffers(g_out, g_h, g_c, b, t, i, hidden, dtype)
         gwg, gwp = torch.empty_like(wg), torch.empty_like(wp)
         rg, rp = call.rows
         grows = torch.empty(rg + rp, dtype=dtype)
@@ -288,19 +304,8 @@ def _lanes(batch: int, double: bool) -> int:
     return 4 if batch >= 4 else 1
 
 
-class LayeredSpec:
-    """The constants of both VQC groups for the layered kernels (:func:`native_layered_spec`)."""
-
-    def __init__(self, gates: _LayeredGroupSpec, process: _LayeredGroupSpec, double: bool):
-        self.gates, self.process, self.double = gates, process, double
-        self.consts = gates.pointers() + process.pointers()
-        self._calls: dict = {}
-
-    def __getstate__(self):
-        return {"gates": self.gates, "process": self.process, "double": self.double}
-
-    def __setstate__(self, state):
-        self.__init__(state["gates"], state["process"], state["double"])
+class LayeredSpec(_Spec):
+    """The layered form's constants (:func:`native_layered_spec`)."""
 
     def call(self, batch: int, steps: int, inputs: int, hidden: int):
         """``(dims, workspace size, forward, backward)`` of one call shape."""
@@ -320,15 +325,7 @@ def native_layered_spec(gates, process, n: int, hidden: int) -> LayeredSpec | No
     """The layered kernels' constants for a faithful QLSTM's bound VQC groups (any VQC of constant
     permutation blocks and one-qubit gate layers after the Chen encoding, ``<Z>`` read-outs),
     cached per pair of programs; None where they do not apply or the library does not load."""
-    if _native.library() is None or gates.dtype not in (torch.complex64, torch.complex128):
-        return None
-    key = ("native_layered_spec", id(process.program), gates.dtype, str(gates.device))
-    cache = gates.program._cache
-    if key not in cache:
-        g = _layered_group_spec(gates, n, 4, hidden)
-        p = _layered_group_spec(process, hidden, 2, hidden) if g is not None else None
-        cache[key] = (process.program, None if p is None else LayeredSpec(g, p, gates.dtype == torch.complex128))
-    return cache[key][1]
+    return _cached_spec("native_layered_spec", LayeredSpec, _layered_group_spec, gates, process, n, hidden)
 
 
 class NativeLayeredQLSTM(torch.autograd.Function):
@@ -374,11 +371,7 @@ class NativeLayeredQLSTM(torch.autograd.Function):
         b, t, i, hidden = ctx.shapes
         dims, _, _, bwd = spec.call(b, t, i, hidden)
         dtype = ws.dtype
-        g_out = torch.zeros(b, t, hidden, dtype=dtype) if g_out is None else _dense(g_out, dtype)
-        g_h = torch.zeros(b, hidden, dtype=dtype) if g_h is None else _dense(g_h, dtype)
-        g_c = torch.zeros(b, hidden, dtype=dtype) if g_c is None else _dense(g_c, dtype)
-        gx = torch.empty(b, t, i, dtype=dtype)
-        gh0, gc0 = torch.empty(b, hidden, dtype=dtype), torch.empty(b, hidden, dtype=dtype)
+        g_out, g_h, g_c, gx, gh0, gc0 = _grad_buffers(g_out, g_h, g_c, b, t, i, hidden, dtype)
         gmg, gmp = torch.empty_like(mg), torch.empty_like(mp)
         gwg = torch.empty_like(wg) if spec.gates.from_weights else gx
         gwp = torch.empty_like(wp) if spec.process.from_weights else gx
