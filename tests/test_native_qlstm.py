@@ -12,8 +12,10 @@ import torch
 from qlstm import _native
 from qlstm.errors import InputError
 from qlstm.models._fused import FusedFaithfulQLSTM
+from qlstm.models._fused_adapter import FusedAdapterQLSTM
 from qlstm.models._fused_general import FusedGeneralQLSTM
-from qlstm.models._native_qlstm import NativeFaithfulQLSTM, NativeLayeredQLSTM, _lanes, native_layered_spec, native_spec
+from qlstm.models._native_qlstm import (NativeAdapterQLSTM, NativeFaithfulQLSTM, NativeLayeredQLSTM, _lanes,
+                                        native_adapter_spec, native_layered_spec, native_spec)
 from qlstm.models.qlstm import QLSTM
 
 F64 = torch.float64
@@ -106,9 +108,10 @@ def test_native_runs_where_it_applies_and_not_elsewhere():
     assert m._fused_args()[0] == FusedFaithfulQLSTM.apply
 
 
+@pytest.mark.parametrize("mode", ["faithful", "adapter"])
 @pytest.mark.parametrize("where", ["x", "h", "c"])
-def test_native_refuses_nan_and_inf(where):
-    m = _model(1, 2, dtype=torch.float32)
+def test_native_refuses_nan_and_inf(where, mode):
+    m = _model(1, 2, dtype=torch.float32, mode=mode)
     x = torch.randn(3, 4, 1)
     h, c = torch.zeros(1, 3, 2), torch.zeros(1, 3, 2)
     bad = {"x": x, "h": h, "c": c}[where]
@@ -212,3 +215,31 @@ def test_native_layered_lanes():
         assert _lanes(16, False) == 16
     finally:
         torch.set_num_threads(torch_threads)
+
+
+@pytest.mark.parametrize("dtype,atol", [(F64, 1e-12), (torch.float32, 5e-5)])
+@pytest.mark.parametrize("i,h,nq,batch,template", [
+    (1, 3, 4, 5, "chen"), (2, 4, 3, 37, "chen"), (1, 2, 4, 1, "strongly_entangling"), (3, 2, 2, 20, "chen"),
+])
+def test_native_adapter_equals_the_torch_node(i, h, nq, batch, template, dtype, atol):
+    m = _model(i, h, 2, dtype=dtype, template=template, n_qubits=nq, mode="adapter")
+    x, state = _inputs(batch, 3, i, h, dtype, 5)
+    m.native = True
+    assert getattr(m._fused_adapter_args()[0], "checks_finite", False)  # the native node
+    fast = _run(m, x, state, native=True)
+    m.native = False
+    assert m._fused_adapter_args()[0] == FusedAdapterQLSTM.apply
+    _assert_matches(fast, _run(m, x, state, native=False), atol)
+
+
+def test_native_adapter_node_gradcheck_and_where_it_applies():
+    m = _model(1, 2, 1, n_qubits=3, mode="adapter")
+    spec = native_adapter_spec(m.vqc.bind(), 3)
+    x, (h0, c0) = _inputs(2, 2, 1, 2, F64, 6)
+    params = [p.detach().clone().requires_grad_(True) for p in (
+        m.proj_gates.weight, m.proj_gates.bias, m.proj_process.weight, m.proj_process.bias, m.out_weight,
+        m.out_bias, m.vqc.weight)]
+    assert torch.autograd.gradcheck(lambda *a: NativeAdapterQLSTM.apply(spec, *a), (x, h0[0], c0[0], *params),
+                                    eps=1e-6, atol=1e-6)
+    # 5 qubits: past the Heisenberg form; the torch node runs
+    assert _model(1, 2, 1, n_qubits=5, mode="adapter")._fused_adapter_args()[0] == FusedAdapterQLSTM.apply

@@ -91,7 +91,8 @@ def _build() -> ctypes.CDLL:
     i64p, vpp = ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_void_p)
     lib.qlstm_native_version.restype = ctypes.c_int64
     lib.qlstm_ws_size.argtypes, lib.qlstm_ws_size.restype = [i64p], ctypes.c_int64
-    for stem in ("qlstm_step_forward", "qlstm_step_backward", "qlstm_layered_forward", "qlstm_layered_backward"):
+    for stem in ("qlstm_step_forward", "qlstm_step_backward", "qlstm_layered_forward", "qlstm_layered_backward",
+                 "qlstm_adapter_forward", "qlstm_adapter_backward"):
         for name in (stem + "_f32", stem + "_f64"):
             fn = getattr(lib, name)
             fn.argtypes, fn.restype = [i64p, vpp], ctypes.c_int

@@ -1,7 +1,8 @@
-// Native kernels of qlstm: the faithful QLSTM recurrence in the Heisenberg picture, forward and
-// backward, for one CPU call each (see qlstm/models/_native_qlstm.py for the Python side and the
-// reference it is tested against: qlstm/models/_fused.py and TransferRows in
-// qlstm/circuit/heisenberg.py compute the same numbers in torch operations).
+// Native kernels of qlstm: the faithful QLSTM recurrence, forward and backward, one CPU call each,
+// in two forms: the Heisenberg picture (transfer tables, below) and the layered statevector (further
+// down). See qlstm/models/_native_qlstm.py for the Python side and the references it is tested
+// against (qlstm/models/_fused.py, _fused_general.py and TransferRows in qlstm/circuit/heisenberg.py
+// compute the same numbers in torch operations).
 //
 // Plain C ABI, no torch headers: the caller allocates every tensor (contiguous, on the CPU) and
 // passes raw pointers. Compiled on first use by qlstm/_native/__init__.py.
@@ -326,7 +327,7 @@ static Dims read_dims(const i64* d, void** consts) {
     m.gg = read_group(d + 4, consts);
     m.gp = read_group(d + 10, consts + 6);
     m.b0 = d[16]; m.b1 = d[17];
-    m.n = m.I + m.H; m.Dg = pow4(m.n); m.Dp = pow4(m.H);
+    m.n = m.I + m.H; m.Dg = m.gg.D; m.Dp = m.gp.D;  // faithful: 4**n and 4**H; adapter: 4**nq both
     m.off_gp = group_ws(m.gg);
     m.off_steps = m.off_gp + group_ws(m.gp);
     // per step: v [B n], cell (sf si so tg cprev tc) [6 B H], u [B H]; the features are recomputed
@@ -1290,6 +1291,68 @@ static void features_back_lanes(const T* v, i64 n, const T* gf, T* gv, T* scratc
     }
 }
 
+// The Heisenberg form's evaluation of both VQC groups on W lanes (the group's own sizes: its
+// qubits take its inputs, its rows are its read-outs)
+template <typename T, int W>
+struct HeisEv {
+    const Dims& m; const T *rows_g, *rows_p;
+    std::vector<T> f, q;
+    HeisEv(const Dims& m_, const T* rg, const T* rp)
+        : m(m_), rows_g(rg), rows_p(rp), f((m_.Dg > m_.Dp ? m_.Dg : m_.Dp) * W), q(4 * W) {}
+    void gates(i64, const T* v, T* e) {
+        features_lanes<T, W>(v, m.gg.nq, f.data(), q.data());
+        dots_lanes<T, W>(f.data(), rows_g, m.gg.R, m.Dg, e);
+    }
+    void process(i64, const T* u, T* pr) {
+        features_lanes<T, W>(u, m.gp.nq, f.data(), q.data());
+        dots_lanes<T, W>(f.data(), rows_p, m.gp.R, m.Dp, pr);
+    }
+};
+
+// its backward: the group's features and read-out gradients of every step kept for the rows'
+// gradients, accumulated per lane once per lane group, summed over lanes in reduce()
+template <typename T, int W>
+struct HeisBackEv {
+    const Dims& m; const T *rows_g, *rows_p; T *grows_g, *grows_p;
+    std::vector<T> fg_t, fp_t, ge_t, gp_t, q, gf, scratch, acc_g, acc_p;
+    HeisBackEv(const Dims& m_, const T* rg, const T* rp, T* gg, T* gp)
+        : m(m_), rows_g(rg), rows_p(rp), grows_g(gg), grows_p(gp), fg_t(m_.T * m_.Dg * W), fp_t(m_.T * m_.Dp * W),
+          ge_t(m_.T * m_.gg.R * W), gp_t(m_.T * m_.gp.R * W), q(4 * W),
+          gf((m_.Dg > m_.Dp ? m_.Dg : m_.Dp) * W),
+          scratch(3 * (m_.Dg > m_.Dp ? m_.Dg : m_.Dp) * W + 4 * (m_.gg.nq > m_.gp.nq ? m_.gg.nq : m_.gp.nq) * W),
+          acc_g(m_.gg.R * m_.Dg * W, T(0)), acc_p(m_.gp.R * m_.Dp * W, T(0)) {}
+    void process_back(i64 t, const T* u, const T* gp, T* gu) {
+        T* fp = fp_t.data() + t * m.Dp * W;
+        std::memcpy(gp_t.data() + t * m.gp.R * W, gp, sizeof(T) * m.gp.R * W);
+        features_lanes<T, W>(u, m.gp.nq, fp, q.data());
+        combine_lanes<T, W>(gp, rows_p, m.gp.R, m.Dp, gf.data());
+        features_back_lanes<T, W>(u, m.gp.nq, gf.data(), gu, scratch.data());
+    }
+    void gates_back(i64 t, const T* v, const T* ge, T* gv) {
+        T* fg = fg_t.data() + t * m.Dg * W;
+        std::memcpy(ge_t.data() + t * m.gg.R * W, ge, sizeof(T) * m.gg.R * W);
+        features_lanes<T, W>(v, m.gg.nq, fg, q.data());
+        combine_lanes<T, W>(ge, rows_g, m.gg.R, m.Dg, gf.data());
+        features_back_lanes<T, W>(v, m.gg.nq, gf.data(), gv, scratch.data());
+    }
+    void end_group() {
+        accumulate_lanes<T, W>(fg_t.data(), ge_t.data(), m.T, m.gg.R, m.Dg, acc_g.data());
+        accumulate_lanes<T, W>(fp_t.data(), gp_t.data(), m.T, m.gp.R, m.Dp, acc_p.data());
+    }
+    void reduce() {
+        for (size_t i = 0; i < acc_g.size() / W; ++i) {
+            T s = 0;
+            for (int l = 0; l < W; ++l) s += acc_g[i * W + l];
+            grows_g[i] += s;
+        }
+        for (size_t i = 0; i < acc_p.size() / W; ++i) {
+            T s = 0;
+            for (int l = 0; l < W; ++l) s += acc_p[i * W + l];
+            grows_p[i] += s;
+        }
+    }
+};
+
 // as forward (same pointers), W samples at a time
 template <typename T, int W>
 static int hforward(const i64* d, void** p) {
@@ -1299,25 +1362,11 @@ static int hforward(const i64* d, void** p) {
     if (!finite(x, m.B * m.T * m.I)) return 1;
     if (!finite(h0, m.B * m.H)) return 2;
     if (!finite(c0, m.B * m.H)) return 3;
-    struct Ev {
-        const Dims& m; const T *rows_g, *rows_p;
-        std::vector<T> f, q;
-        void gates(i64, const T* v, T* e) {
-            features_lanes<T, W>(v, m.n, f.data(), q.data());
-            dots_lanes<T, W>(f.data(), rows_g, 4 * m.H, m.Dg, e);
-        }
-        void process(i64, const T* u, T* pr) {
-            features_lanes<T, W>(u, m.H, f.data(), q.data());
-            dots_lanes<T, W>(f.data(), rows_p, 2 * m.H, m.Dp, pr);
-        }
-    };
     const T* rows_g = rows_of<T>(m.gg, ws);
     const T* rows_p = rows_of<T>(m.gp, ws + m.off_gp);
-    const i64 Dm = m.Dg > m.Dp ? m.Dg : m.Dp;
     Rec r{m.B, m.T, m.I, m.H, m.n, m.per_step};
-    lanes_forward<T, W>(r, x, h0, c0, (T*)p[15], (T*)p[16], (T*)p[17], ws + m.off_steps, [&]() {
-        return Ev{m, rows_g, rows_p, std::vector<T>(Dm * W), std::vector<T>(4 * W)};
-    });
+    lanes_forward<T, W>(r, x, h0, c0, (T*)p[15], (T*)p[16], (T*)p[17], ws + m.off_steps,
+                        [&]() { return HeisEv<T, W>(m, rows_g, rows_p); });
     return 0;
 }
 
@@ -1327,55 +1376,212 @@ static int hbackward(const i64* d, void** p) {
     Dims m = read_dims(d, p);
     const T* ws = (const T*)p[12];
     T *grows_g = (T*)p[19], *grows_p = (T*)p[20];
-    const i64 Dm = m.Dg > m.Dp ? m.Dg : m.Dp, ng = m.gg.R * m.Dg, np_ = m.gp.R * m.Dp;
-    std::memset(grows_g, 0, sizeof(T) * ng);
-    std::memset(grows_p, 0, sizeof(T) * np_);
-    struct Ev {  // the group's features and pre-activation gradients of every step, for the rows' gradients
-        const Dims& m; const T *rows_g, *rows_p; T *grows_g, *grows_p;
-        std::vector<T> fg_t, fp_t, ge_t, gp_t, q, gf, scratch, acc_g, acc_p;
-        void process_back(i64 t, const T* u, const T* gp, T* gu) {
-            T* fp = fp_t.data() + t * m.Dp * W;
-            std::memcpy(gp_t.data() + t * 2 * m.H * W, gp, sizeof(T) * 2 * m.H * W);
-            features_lanes<T, W>(u, m.H, fp, q.data());
-            combine_lanes<T, W>(gp, rows_p, 2 * m.H, m.Dp, gf.data());
-            features_back_lanes<T, W>(u, m.H, gf.data(), gu, scratch.data());
-        }
-        void gates_back(i64 t, const T* v, const T* ge, T* gv) {
-            T* fg = fg_t.data() + t * m.Dg * W;
-            std::memcpy(ge_t.data() + t * 4 * m.H * W, ge, sizeof(T) * 4 * m.H * W);
-            features_lanes<T, W>(v, m.n, fg, q.data());
-            combine_lanes<T, W>(ge, rows_g, 4 * m.H, m.Dg, gf.data());
-            features_back_lanes<T, W>(v, m.n, gf.data(), gv, scratch.data());
-        }
-        void end_group() {
-            accumulate_lanes<T, W>(fg_t.data(), ge_t.data(), m.T, 4 * m.H, m.Dg, acc_g.data());
-            accumulate_lanes<T, W>(fp_t.data(), gp_t.data(), m.T, 2 * m.H, m.Dp, acc_p.data());
-        }
-        void reduce() {
-            for (size_t i = 0; i < acc_g.size() / W; ++i) {
-                T s = 0;
-                for (int l = 0; l < W; ++l) s += acc_g[i * W + l];
-                grows_g[i] += s;
-            }
-            for (size_t i = 0; i < acc_p.size() / W; ++i) {
-                T s = 0;
-                for (int l = 0; l < W; ++l) s += acc_p[i * W + l];
-                grows_p[i] += s;
-            }
-        }
-    };
+    std::memset(grows_g, 0, sizeof(T) * m.gg.R * m.Dg);
+    std::memset(grows_p, 0, sizeof(T) * m.gp.R * m.Dp);
     const T* rows_g = rows_of<T>(m.gg, ws);
     const T* rows_p = rows_of<T>(m.gp, ws + m.off_gp);
     Rec r{m.B, m.T, m.I, m.H, m.n, m.per_step};
-    const i64 T_ = m.T, H = m.H, n = m.n;
     lanes_backward<T, W>(r, ws + m.off_steps, (const T*)p[13], (const T*)p[14], (const T*)p[15], (T*)p[16], (T*)p[17],
-                         (T*)p[18], [&]() {
-        return Ev{m, rows_g, rows_p, grows_g, grows_p, std::vector<T>(T_ * m.Dg * W), std::vector<T>(T_ * m.Dp * W),
-                  std::vector<T>(T_ * 4 * H * W), std::vector<T>(T_ * 2 * H * W), std::vector<T>(4 * W),
-                  std::vector<T>(Dm * W), std::vector<T>(3 * Dm * W + 4 * n * W), std::vector<T>(ng * W, T(0)),
-                  std::vector<T>(np_ * W, T(0))};
-    });
+                         (T*)p[18], [&]() { return HeisBackEv<T, W>(m, rows_g, rows_p, grows_g, grows_p); });
     return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adapter mode: linear maps around the VQCs (qlstm/models/_fused_adapter.py), per step
+//   z = Wg v + bg, e_c = VQC_c(z) (c = 0..3), g_c = e_c Out_c + o_c;  z' = Wp u + bp,
+//   e'_c = VQC_(4+c)(z'), [h, y] = e'_c Out_(4+c) + o_(4+c)
+// with the VQCs of the inner evaluator (nq qubits, nq read-outs per copy).
+// The linear parameters: lin = {Wg [nq][n], bg [nq], Wp [nq][H], bp [nq], Out [6][nq][H], o [6][H]}.
+
+template <typename T>
+struct Linear {
+    const T *wg, *bg, *wp, *bp, *out, *ob;
+};
+
+// y[r][W] = W x + b for W [rows][cols]
+template <typename T, int W>
+static void affine_lanes(const T* w, const T* b, const T* x, i64 rows, i64 cols, T* y) {
+    for (i64 r = 0; r < rows; ++r) {
+        T s[W];
+        for (int l = 0; l < W; ++l) s[l] = b[r];
+        for (i64 c = 0; c < cols; ++c) {
+            const T a = w[r * cols + c];
+#pragma omp simd
+            for (int l = 0; l < W; ++l) s[l] += a * x[c * W + l];
+        }
+        for (int l = 0; l < W; ++l) y[r * W + l] = s[l];
+    }
+}
+
+// g[c H + k][W] = o[c][k] + sum_j e[c nq + j] Out[c][j][k] for copies c0 .. c0 + G - 1
+template <typename T, int W>
+static void readout_map(const T* out, const T* ob, const T* e, i64 c0, i64 G, i64 nq, i64 H, T* g) {
+    for (i64 c = 0; c < G; ++c)
+        for (i64 k = 0; k < H; ++k) {
+            T s[W];
+            for (int l = 0; l < W; ++l) s[l] = ob[(c0 + c) * H + k];
+            for (i64 j = 0; j < nq; ++j) {
+                const T a = out[((c0 + c) * nq + j) * H + k];
+#pragma omp simd
+                for (int l = 0; l < W; ++l) s[l] += a * e[(c * nq + j) * W + l];
+            }
+            for (int l = 0; l < W; ++l) g[(c * H + k) * W + l] = s[l];
+        }
+}
+
+template <typename T, int W>
+struct AdapterEv {
+    const Dims& m; Linear<T> lin; HeisEv<T, W> inner;
+    std::vector<T> z, e;
+    AdapterEv(const Dims& m_, Linear<T> l, const T* rg, const T* rp)
+        : m(m_), lin(l), inner(m_, rg, rp), z(m_.gg.nq * W), e(m_.gg.R * W) {}
+    void gates(i64 t, const T* v, T* g) {
+        affine_lanes<T, W>(lin.wg, lin.bg, v, m.gg.nq, m.n, z.data());
+        inner.gates(t, z.data(), e.data());
+        readout_map<T, W>(lin.out, lin.ob, e.data(), 0, 4, m.gg.nq, m.H, g);
+    }
+    void process(i64 t, const T* u, T* pr) {
+        affine_lanes<T, W>(lin.wp, lin.bp, u, m.gp.nq, m.H, z.data());
+        inner.process(t, z.data(), e.data());
+        readout_map<T, W>(lin.out, lin.ob, e.data(), 4, 2, m.gp.nq, m.H, pr);
+    }
+};
+
+template <typename T, int W>
+struct AdapterBackEv {
+    const Dims& m; Linear<T> lin; Linear<T> grad;  // grad: the thread's share, reduced into gl
+    T* gl_out[6];
+    HeisEv<T, W> fwd;
+    HeisBackEv<T, W> inner;
+    std::vector<T> z, e, ge_vqc, gz, mine;
+    i64 sizes[6];
+    AdapterBackEv(const Dims& m_, Linear<T> l, T* const* gl, const T* rg, const T* rp, T* gg, T* gp)
+        : m(m_), lin(l), fwd(m_, rg, rp), inner(m_, rg, rp, gg, gp), z(m_.gg.nq * W), e(m_.gg.R * W),
+          ge_vqc(m_.gg.R * W), gz(m_.gg.nq * W) {
+        const i64 nq = m.gg.nq, H = m.H;
+        const i64 sz[6] = {nq * m.n, nq, nq * H, nq, 6 * nq * H, 6 * H};
+        i64 total = 0;
+        for (int k = 0; k < 6; ++k) { sizes[k] = sz[k]; total += sz[k]; gl_out[k] = gl[k]; }
+        mine.assign(total, T(0));
+        T* q = mine.data();
+        T* parts[6];
+        for (int k = 0; k < 6; ++k) { parts[k] = q; q += sz[k]; }
+        grad = Linear<T>{parts[0], parts[1], parts[2], parts[3], parts[4], parts[5]};
+    }
+    // one group: values x [cols][W] -> z = A x + b -> VQC copies c0.. -> read-out map; gradient in
+    void group_back(i64 t, bool gates, const T* x, i64 cols, const T* gout, T* gx) {
+        const i64 nq = m.gg.nq, H = m.H, G = gates ? 4 : 2, c0 = gates ? 0 : 4;
+        const T *A = gates ? lin.wg : lin.wp, *b = gates ? lin.bg : lin.bp;
+        T *gA = (T*)(gates ? grad.wg : grad.wp), *gb = (T*)(gates ? grad.bg : grad.bp);
+        affine_lanes<T, W>(A, b, x, nq, cols, z.data());
+        if (gates) fwd.gates(t, z.data(), e.data()); else fwd.process(t, z.data(), e.data());
+        T *gOut = (T*)grad.out, *go = (T*)grad.ob;
+        for (i64 c = 0; c < G; ++c)
+            for (i64 j = 0; j < nq; ++j) {
+                T s[W];
+                for (int l = 0; l < W; ++l) s[l] = 0;
+                for (i64 k = 0; k < H; ++k) {
+                    const T a = lin.out[((c0 + c) * nq + j) * H + k];
+                    const T *gk = gout + (c * H + k) * W, *ej = e.data() + (c * nq + j) * W;
+                    T acc = 0;
+                    for (int l = 0; l < W; ++l) { s[l] += a * gk[l]; acc += ej[l] * gk[l]; }
+                    gOut[((c0 + c) * nq + j) * H + k] += acc;
+                }
+                for (int l = 0; l < W; ++l) ge_vqc[(c * nq + j) * W + l] = s[l];
+            }
+        for (i64 c = 0; c < G; ++c)
+            for (i64 k = 0; k < H; ++k) {
+                T acc = 0;
+                for (int l = 0; l < W; ++l) acc += gout[(c * H + k) * W + l];
+                go[(c0 + c) * H + k] += acc;
+            }
+        if (gates) inner.gates_back(t, z.data(), ge_vqc.data(), gz.data());
+        else inner.process_back(t, z.data(), ge_vqc.data(), gz.data());
+        for (i64 r = 0; r < nq; ++r) {
+            T accb = 0;
+            for (int l = 0; l < W; ++l) accb += gz[r * W + l];
+            gb[r] += accb;
+            for (i64 c = 0; c < cols; ++c) {
+                T acc = 0;
+                for (int l = 0; l < W; ++l) acc += gz[r * W + l] * x[c * W + l];
+                gA[r * cols + c] += acc;
+            }
+        }
+        for (i64 c = 0; c < cols; ++c) {
+            T s[W];
+            for (int l = 0; l < W; ++l) s[l] = 0;
+            for (i64 r = 0; r < nq; ++r) {
+                const T a = A[r * cols + c];
+#pragma omp simd
+                for (int l = 0; l < W; ++l) s[l] += a * gz[r * W + l];
+            }
+            for (int l = 0; l < W; ++l) gx[c * W + l] = s[l];
+        }
+    }
+    void process_back(i64 t, const T* u, const T* gp, T* gu) { group_back(t, false, u, m.H, gp, gu); }
+    void gates_back(i64 t, const T* v, const T* ge, T* gv) { group_back(t, true, v, m.n, ge, gv); }
+    void end_group() { inner.end_group(); }
+    void reduce() {
+        inner.reduce();
+        const T* q = mine.data();
+        for (int k = 0; k < 6; ++k)
+            for (i64 i = 0; i < sizes[k]; ++i) gl_out[k][i] += *q++;
+    }
+};
+
+// p: consts (12), x, h0, c0, out, h_T, c_T, workspace, w_vqc [6][nw], then Wg, bg, Wp, bp, Out, o.
+// d as the Heisenberg form's, with both groups on the adapter's nq qubits (G = 4 and 2, K = nq)
+template <typename T, int W>
+static int aforward(const i64* d, void** p) {
+    Dims m = read_dims(d, p);
+    const T *x = (const T*)p[12], *h0 = (const T*)p[13], *c0 = (const T*)p[14];
+    T* ws = (T*)p[18];
+    const T* wv = (const T*)p[19];
+    if (!finite(x, m.B * m.T * m.I)) return 1;
+    if (!finite(h0, m.B * m.H)) return 2;
+    if (!finite(c0, m.B * m.H)) return 3;
+    void* tp[15];
+    for (int k = 0; k < 12; ++k) tp[k] = p[k];
+    tp[12] = (void*)wv; tp[13] = (void*)(wv + 4 * m.gg.nw); tp[14] = ws;
+    tables<T>(d, tp);
+    Linear<T> lin{(const T*)p[20], (const T*)p[21], (const T*)p[22], (const T*)p[23], (const T*)p[24], (const T*)p[25]};
+    const T* rows_g = rows_of<T>(m.gg, ws);
+    const T* rows_p = rows_of<T>(m.gp, ws + m.off_gp);
+    Rec r{m.B, m.T, m.I, m.H, m.n, m.per_step};
+    lanes_forward<T, W>(r, x, h0, c0, (T*)p[15], (T*)p[16], (T*)p[17], ws + m.off_steps,
+                        [&]() { return AdapterEv<T, W>(m, lin, rows_g, rows_p); });
+    return 0;
+}
+
+// p: consts (12), workspace, g_out, g_h, g_c, g_x, g_h0, g_c0, grows_gates, grows_proc, w_vqc,
+// g_w_vqc, then Wg, bg, Wp, bp, Out, o, and their gradients (written)
+template <typename T, int W>
+static int abackward(const i64* d, void** p) {
+    Dims m = read_dims(d, p);
+    const T* ws = (const T*)p[12];
+    T *grows_g = (T*)p[19], *grows_p = (T*)p[20];
+    const T* wv = (const T*)p[21];
+    T* gwv = (T*)p[22];
+    std::memset(grows_g, 0, sizeof(T) * m.gg.R * m.Dg);
+    std::memset(grows_p, 0, sizeof(T) * m.gp.R * m.Dp);
+    Linear<T> lin{(const T*)p[23], (const T*)p[24], (const T*)p[25], (const T*)p[26], (const T*)p[27], (const T*)p[28]};
+    T* gl[6];
+    const i64 nq = m.gg.nq, H = m.H;
+    const i64 sz[6] = {nq * m.n, nq, nq * H, nq, 6 * nq * H, 6 * H};
+    for (int k = 0; k < 6; ++k) {
+        gl[k] = (T*)p[29 + k];
+        std::memset(gl[k], 0, sizeof(T) * sz[k]);
+    }
+    const T* rows_g = rows_of<T>(m.gg, ws);
+    const T* rows_p = rows_of<T>(m.gp, ws + m.off_gp);
+    Rec r{m.B, m.T, m.I, m.H, m.n, m.per_step};
+    lanes_backward<T, W>(r, ws + m.off_steps, (const T*)p[13], (const T*)p[14], (const T*)p[15], (T*)p[16], (T*)p[17],
+                         (T*)p[18], [&]() { return AdapterBackEv<T, W>(m, lin, gl, rows_g, rows_p, grows_g, grows_p); });
+    void* tp[19];
+    for (int k = 0; k < 12; ++k) tp[k] = p[k];
+    tp[12] = (void*)ws; tp[13] = (void*)wv; tp[14] = (void*)(wv + 4 * m.gg.nw);
+    tp[15] = gwv; tp[16] = gwv + 4 * m.gg.nw; tp[17] = grows_g; tp[18] = grows_p;
+    return tables_backward<T>(d, tp);
 }
 
 template <typename T>
@@ -1395,6 +1601,28 @@ template <typename T>
 static int hbackward_any(const i64* d, void** p) {
     if (d[19] == 16) return hbackward<T, 16>(d, p);
     return backward<T>(d, p);
+}
+
+template <typename T>
+static int aforward_any(const i64* d, void** p) {
+    switch (d[19]) {
+        case 1: return aforward<T, 1>(d, p);
+        case 4: return aforward<T, 4>(d, p);
+        case 8: return aforward<T, 8>(d, p);
+        case 16: return aforward<T, 16>(d, p);
+    }
+    return -1;
+}
+
+template <typename T>
+static int abackward_any(const i64* d, void** p) {
+    switch (d[19]) {
+        case 1: return abackward<T, 1>(d, p);
+        case 4: return abackward<T, 4>(d, p);
+        case 8: return abackward<T, 8>(d, p);
+        case 16: return abackward<T, 16>(d, p);
+    }
+    return -1;
 }
 
 // the whole forward: p = consts (12), x, h0, c0, out, h_T, c_T, workspace, w_gates, w_proc
@@ -1438,6 +1666,11 @@ int qlstm_step_backward_f64(const int64_t* d, void** p) { return step_backward<d
 // the layered form: d = B, T, I, H, (nq, G, K, L, S, nw, M, from_weights) x 2, W (lanes: 1, 4, 8 or
 // 16); the workspace: T * B * (n + 7 H) values; returns 1, 2, 3 for a non-finite x, h0, c0, -1 for
 // an unsupported W
+int qlstm_adapter_forward_f32(const int64_t* d, void** p) { return aforward_any<float>(d, p); }
+int qlstm_adapter_forward_f64(const int64_t* d, void** p) { return aforward_any<double>(d, p); }
+int qlstm_adapter_backward_f32(const int64_t* d, void** p) { return abackward_any<float>(d, p); }
+int qlstm_adapter_backward_f64(const int64_t* d, void** p) { return abackward_any<double>(d, p); }
+
 int qlstm_layered_forward_f32(const int64_t* d, void** p) { return lforward_any<float>(d, p); }
 int qlstm_layered_forward_f64(const int64_t* d, void** p) { return lforward_any<double>(d, p); }
 int qlstm_layered_backward_f32(const int64_t* d, void** p) { return lbackward_any<float>(d, p); }

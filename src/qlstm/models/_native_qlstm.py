@@ -1,26 +1,31 @@
-r"""The faithful QLSTM recurrence, with the transfer tables of its VQCs, as one native call each way.
+r"""The faithful QLSTM recurrence, with its VQCs, as one native call each way (CPU).
 
-The fastest exact path of :class:`~qlstm.models.qlstm.QLSTM` on the CPU where it applies: VQCs in
-the Heisenberg picture (at most :attr:`~qlstm.circuit.plan.Program.heisenberg_max_qubits` qubits)
-with the Chen encoding and layers of ``Rot`` gates on plain weights between constant blocks that
-permute Pauli strings (CNOT rings, the Chen template). :class:`NativeFaithfulQLSTM` is one
-autograd node from the weights ``[4, n_w]``, ``[2, n_w']`` and the inputs to the outputs; its
-forward and backward are :file:`qlstm/_native/qlstm_kernels.cpp`, which computes
+The fastest exact path of :class:`~qlstm.models.qlstm.QLSTM` on the CPU where it applies; both
+nodes' forward and backward are :file:`qlstm/_native/qlstm_kernels.cpp`.
 
-* the Bloch rotations of the ``Rot`` gates and, from them, the Pauli transfer rows of every VQC
-  (the numbers of :class:`~qlstm.circuit.heisenberg.WeightZYZRotation` and
-  :class:`~qlstm.circuit.heisenberg.TransferRows`), and
-* the recurrence of :class:`~qlstm.models._fused.FusedFaithfulQLSTM` over the time steps, with
-  backpropagation through time and then through the table build to the weights.
+* :class:`NativeFaithfulQLSTM` (Heisenberg form): VQCs of at most
+  :attr:`~qlstm.circuit.plan.Program.heisenberg_max_qubits` qubits with the Chen encoding and
+  layers of ``Rot`` gates on plain weights between constant blocks that permute Pauli strings
+  (CNOT rings: the Chen and ``strongly_entangling`` templates). One autograd node from the weights
+  ``[4, 1, n_w]``, ``[2, 1, n_w']`` and the inputs to the outputs; the kernels compute the Bloch
+  rotations of the ``Rot`` gates and from them the Pauli transfer rows of every VQC (the numbers
+  of :class:`~qlstm.circuit.heisenberg.WeightZYZRotation` and
+  :class:`~qlstm.circuit.heisenberg.TransferRows`), the recurrence of
+  :class:`~qlstm.models._fused.FusedFaithfulQLSTM`, and backpropagation through time and through
+  the table build to the weights.
+* :class:`NativeLayeredQLSTM` (layered form): every other VQC of constant permutation blocks and
+  one-qubit gate layers after the Chen encoding, up to :data:`LAYERED_MAX_QUBITS` qubits, as
+  statevectors with an adjoint backward (the numbers of
+  :class:`~qlstm.models._fused_general.FusedGeneralQLSTM`).
 
-The reference is the torch path: ``QLSTM.native = False`` (or ``QLSTM_NATIVE=0``) switches this
-node off, and the tests compare the two (values and every gradient, float32 and float64).
+The reference is the torch path: ``QLSTM.native = False`` (or ``QLSTM_NATIVE=0``) switches these
+nodes off, and the tests compare the two (values and every gradient, float32 and float64).
 """
 
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -32,7 +37,8 @@ from ..errors import InputError
 from ._fused import chen_heisenberg
 from ._fused_layered import layered_plan
 
-__all__ = ["NativeFaithfulQLSTM", "NativeLayeredQLSTM", "native_spec", "native_layered_spec"]
+__all__ = ["NativeAdapterQLSTM", "NativeFaithfulQLSTM", "NativeLayeredQLSTM", "native_adapter_spec", "native_spec",
+           "native_layered_spec"]
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,7 @@ def _cached_spec(kind: str, cls, group_spec, gates, process, n: int, hidden: int
 
 
 class NativeSpec(_Spec):
-    """The Heisenberg form's constants (:func:`native_spec`)."""
+    """The Heisenberg form's constants (:func:`native_spec`, :func:`native_adapter_spec`)."""
 
     def call(self, batch: int, steps: int, inputs: int, hidden: int) -> "_Call":
         key = (batch, steps, inputs, hidden, torch.get_num_threads())
@@ -104,6 +110,8 @@ class _Call:
         self.rows = (g.dims[1] * g.dims[2] * 4 ** g.dims[0], p.dims[1] * p.dims[2] * 4 ** p.dims[0])
         self.forward = lib.qlstm_step_forward_f64 if spec.double else lib.qlstm_step_forward_f32
         self.backward = lib.qlstm_step_backward_f64 if spec.double else lib.qlstm_step_backward_f32
+        self.adapter_forward = lib.qlstm_adapter_forward_f64 if spec.double else lib.qlstm_adapter_forward_f32
+        self.adapter_backward = lib.qlstm_adapter_backward_f64 if spec.double else lib.qlstm_adapter_backward_f32
 
 
 def _group_spec(bound, n: int, copies: int, k: int):
@@ -157,6 +165,25 @@ def native_spec(gates, process, n: int, hidden: int) -> NativeSpec | None:
     qubits measuring ``hidden`` wires, two processing copies on ``hidden`` qubits), cached per
     pair of programs; None where the native path does not apply or the library does not load."""
     return _cached_spec("native_spec", NativeSpec, _group_spec, gates, process, n, hidden)
+
+
+def native_adapter_spec(vqc, n_qubits: int) -> NativeSpec | None:
+    """The kernels' constants for an adapter-mode QLSTM's bound VQC (six weight copies on
+    ``n_qubits`` qubits, every wire read out): copies 0-3 the gate group, 4-5 the processing group,
+    on the same circuit; cached per program. None where the Heisenberg form does not apply."""
+    if _native.library() is None or vqc.dtype not in (torch.complex64, torch.complex128):
+        return None
+    key = ("native_adapter_spec", vqc.dtype, str(vqc.device))
+    cache = vqc.program._cache
+    if key not in cache:
+        both = _group_spec(vqc, n_qubits, 6, n_qubits)
+        spec = None
+        if both is not None:
+            n, _, k, nw, m, steps = both.dims
+            spec = NativeSpec(replace(both, dims=(n, 4, k, nw, m, steps)), replace(both, dims=(n, 2, k, nw, m, steps)),
+                              vqc.dtype == torch.complex128)
+        cache[key] = spec
+    return cache[key]
 
 
 def _ptrs(values: list[int]):
@@ -382,3 +409,51 @@ class NativeLayeredQLSTM(torch.autograd.Function):
                  gwp if spec.process.from_weights else torch.view_as_complex(gmp)]
         return (None, gx if need[1] else None, gh0 if need[2] else None, gc0 if need[3] else None,
                 grads[0] if need[4] else None, grads[1] if need[5] else None)
+
+
+class NativeAdapterQLSTM(torch.autograd.Function):
+    """``apply(spec, x [B, T, I], h0 [B, H], c0 [B, H], wg [n, I+H], bg [n], wp [n, H], bp [n],
+    w_out [6, n, H], b_out [6, 1, H], w_vqc [6, 1, n_w])`` -> ``(outputs [B, T, H], h_T, c_T)``:
+    adapter mode (the recurrence of :class:`~qlstm.models._fused_adapter.FusedAdapterQLSTM`) with
+    the VQCs in the Heisenberg form, forward and backward in the kernels. Checks that ``x``,
+    ``h0``, ``c0`` are finite."""
+
+    @staticmethod
+    def forward(ctx, spec: NativeSpec, x, h0, c0, wg, bg, wp, bp, w_out, b_out, w_vqc):
+        b, t, i = x.shape
+        hidden = h0.shape[1]
+        call = spec.call(b, t, i, hidden)
+        dtype = w_vqc.dtype
+        x, h0, c0 = (_dense(a, dtype) for a in (x, h0, c0))
+        params = [_dense(a, dtype) for a in (w_vqc, wg, bg, wp, bp, w_out, b_out)]
+        ws = torch.empty(call.ws, dtype=dtype)
+        out = torch.empty(b, t, hidden, dtype=dtype)
+        h, c = torch.empty(b, hidden, dtype=dtype), torch.empty(b, hidden, dtype=dtype)
+        bad = call.adapter_forward(call.dims, _ptrs(spec.consts + [a.data_ptr() for a in (x, h0, c0, out, h, c, ws)]
+                                                    + [a.data_ptr() for a in params]))
+        if bad:
+            raise InputError(f"{_NONFINITE.get(bad, 'QLSTM input')} contains NaN or Inf values")
+        ctx.spec, ctx.call = spec, call
+        ctx.save_for_backward(ws, *params)
+        return out, h, c
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, g_out, g_h, g_c):
+        ws, w_vqc, *lin = ctx.saved_tensors
+        spec, call = ctx.spec, ctx.call
+        b, t, i, hidden = call.shape
+        dtype = ws.dtype
+        g_out, g_h, g_c, gx, gh0, gc0 = _grad_buffers(g_out, g_h, g_c, b, t, i, hidden, dtype)
+        rg, rp = call.rows
+        grows = torch.empty(rg + rp, dtype=dtype)
+        rows_g = grows.data_ptr()
+        g_vqc = torch.empty_like(w_vqc)
+        g_lin = [torch.empty_like(a) for a in lin]
+        call.adapter_backward(call.dims, _ptrs(
+            spec.consts + [a.data_ptr() for a in (ws, g_out, g_h, g_c, gx, gh0, gc0)]
+            + [rows_g, rows_g + rg * grows.element_size(), w_vqc.data_ptr(), g_vqc.data_ptr()]
+            + [a.data_ptr() for a in lin] + [a.data_ptr() for a in g_lin]))
+        need = ctx.needs_input_grad
+        grads = [gx, gh0, gc0, *g_lin, g_vqc]
+        return (None, *[g if need[k + 1] else None for k, g in enumerate(grads)])

@@ -34,7 +34,8 @@ from ._compiled_general import compiled_general_recurrence
 from ._fused_adapter import FusedAdapterQLSTM
 from ._fused_general import FusedGeneralQLSTM
 from ._fused_layered import layered_plan
-from ._native_qlstm import LayeredSpec, NativeFaithfulQLSTM, NativeLayeredQLSTM, native_layered_spec, native_spec
+from ._native_qlstm import (LayeredSpec, NativeAdapterQLSTM, NativeFaithfulQLSTM, NativeLayeredQLSTM,
+                            native_adapter_spec, native_layered_spec, native_spec)
 from .lstm import _check_finite, _fmt
 
 __all__ = ["QLSTM", "GATE_NAMES"]
@@ -266,14 +267,28 @@ class QLSTM(nn.Module):
                           "rotations); running uncompiled", stacklevel=4)
 
     def _fused_adapter_args(self):
-        """``(FusedAdapterQLSTM.apply, args)`` (:mod:`~qlstm.models._fused_adapter`), or None where it does not apply."""
+        """``(FusedAdapterQLSTM.apply, args)`` (:mod:`~qlstm.models._fused_adapter`), or the native
+        node's, or None where neither applies."""
         if not (self.fused and self.mode == "adapter" and self.vqc.bindable and self.vqc._pure):
             return None
+        linear = (self.proj_gates.weight, self.proj_gates.bias, self.proj_process.weight, self.proj_process.bias,
+                  self.out_weight, self.out_bias)
+        if self.native and self.vqc.weight.device.type == "cpu":
+            key = ("adapter", self.vqc.weight.dtype)
+            cache = self.__dict__.setdefault("_native_specs", {})
+            if key not in cache:
+                cache[key] = native_adapter_spec(self.vqc.bind(), self.n_qubits)
+            spec = cache[key]
+            if spec is not None:
+                def run(x, h, c, *params):
+                    return NativeAdapterQLSTM.apply(spec, x, h, c, *params)
+
+                run.checks_finite = True
+                return run, (*linear, self.vqc.weight)
         vqc = _vqc_args(self.vqc.bind(), self.n_qubits, 6)
         if vqc is None:
             return None
-        return FusedAdapterQLSTM.apply, (self.proj_gates.weight, self.proj_gates.bias, self.proj_process.weight,
-                                   self.proj_process.bias, self.out_weight, self.out_bias, *vqc)
+        return FusedAdapterQLSTM.apply, (*linear, *vqc)
 
     def _check(self, x: Tensor, state, finite: bool = True) -> tuple[Tensor, Tensor, Tensor]:
         """``(x [B, T, I], h0 [B, H], c0 [B, H])`` checked and in the parameters' dtype; ``finite=False``
