@@ -67,8 +67,9 @@ class QLSTM(nn.Module):
     Adapter mode with up to 8 qubits runs as one node too (:mod:`qlstm.models._fused_adapter`).
     Everything else runs step by step (``QLSTM.fused = False`` forces that, the path the nodes
     are tested against). On the CPU, faithful models of up to 12 qubits (permutation blocks and
-    one-qubit layers after the Chen encoding: every registry template) run instead as native C++
-    kernels, one call forward and one backward (:mod:`qlstm.models._native_qlstm`), built on first
+    one-qubit layers after the Chen encoding: every registry template) and adapter-mode models of
+    up to 4 run instead as native C++ kernels, one call forward and one backward
+    (:mod:`qlstm.models._native_qlstm`), built on first
     use with the system's C++ compiler; ``QLSTM.native = False`` or ``QLSTM_NATIVE=0`` runs the
     torch nodes, which are also what runs where no compiler works.
 
