@@ -121,6 +121,15 @@ def test_native_refuses_nan_and_inf(where, mode):
         m(x, (h, c))
 
 
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("shape", [(0, 4, 1), (3, 0, 1)])
+def test_empty_batch_or_sequence_is_refused_on_both_paths(shape, native):
+    m = _model(1, 2)
+    m.native = native
+    with pytest.raises(InputError, match="at least one batch element and one time step"):
+        m(torch.zeros(shape, dtype=F64))
+
+
 def test_native_model_pickles_copies_and_reloads():
     m = _model(1, 3, dtype=torch.float32)
     x = torch.randn(4, 3, 1)

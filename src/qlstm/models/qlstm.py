@@ -303,6 +303,9 @@ class QLSTM(nn.Module):
             x = x.transpose(0, 1)
         if x.shape[2] != self.input_size:
             raise InputError(f"QLSTM input has {x.shape[2]} features in dimension 2, expected input_size={self.input_size}")
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise InputError(f"QLSTM input must have at least one batch element and one time step, got shape "
+                             f"{_fmt(x.shape)} (batch_first={self.batch_first})")
         if finite:
             _check_finite("QLSTM input", x)
         ref = next(self.parameters())
