@@ -14,8 +14,9 @@ from qlstm.errors import InputError
 from qlstm.models._fused import FusedFaithfulQLSTM
 from qlstm.models._fused_adapter import FusedAdapterQLSTM
 from qlstm.models._fused_general import FusedGeneralQLSTM
-from qlstm.models._native_qlstm import (NativeAdapterQLSTM, NativeFaithfulQLSTM, NativeLayeredQLSTM, _lanes,
-                                        native_adapter_spec, native_layered_spec, native_spec)
+from qlstm.models._native_qlstm import (NativeAdapterQLSTM, NativeFaithfulQLSTM, NativeLayeredAdapterQLSTM,
+                                        NativeLayeredQLSTM, _lanes, native_adapter_spec, native_layered_adapter_spec,
+                                        native_layered_spec, native_spec)
 from qlstm.models.qlstm import QLSTM
 
 F64 = torch.float64
@@ -229,6 +230,8 @@ def test_native_layered_lanes():
 @pytest.mark.parametrize("dtype,atol", [(F64, 1e-12), (torch.float32, 5e-5)])
 @pytest.mark.parametrize("i,h,nq,batch,template", [
     (1, 3, 4, 5, "chen"), (2, 4, 3, 37, "chen"), (1, 2, 4, 1, "strongly_entangling"), (3, 2, 2, 20, "chen"),
+    # the layered form: past 4 qubits, or gates other than Rot (matrices from torch)
+    (1, 3, 5, 5, "chen"), (2, 2, 8, 20, "strongly_entangling"), (1, 2, 3, 6, "basic_entangler"),
 ])
 def test_native_adapter_equals_the_torch_node(i, h, nq, batch, template, dtype, atol):
     m = _model(i, h, 2, dtype=dtype, template=template, n_qubits=nq, mode="adapter")
@@ -241,14 +244,22 @@ def test_native_adapter_equals_the_torch_node(i, h, nq, batch, template, dtype, 
     _assert_matches(fast, _run(m, x, state, native=False), atol)
 
 
-def test_native_adapter_node_gradcheck_and_where_it_applies():
-    m = _model(1, 2, 1, n_qubits=3, mode="adapter")
-    spec = native_adapter_spec(m.vqc.bind(), 3)
+@pytest.mark.parametrize("template,layered", [("chen", False), ("chen", True), ("basic_entangler", True)])
+def test_native_adapter_node_gradcheck(template, layered):
+    m = _model(1, 2, 1, n_qubits=3, mode="adapter", template=template)
+    bound = m.vqc.bind()
+    spec = native_layered_adapter_spec(bound, 3) if layered else native_adapter_spec(bound, 3)
+    node = NativeLayeredAdapterQLSTM if layered else NativeAdapterQLSTM
     x, (h0, c0) = _inputs(2, 2, 1, 2, F64, 6)
+    vqc = m.vqc.weight if not layered or spec.gates.from_weights else bound.layer_matrices()
     params = [p.detach().clone().requires_grad_(True) for p in (
         m.proj_gates.weight, m.proj_gates.bias, m.proj_process.weight, m.proj_process.bias, m.out_weight,
-        m.out_bias, m.vqc.weight)]
-    assert torch.autograd.gradcheck(lambda *a: NativeAdapterQLSTM.apply(spec, *a), (x, h0[0], c0[0], *params),
-                                    eps=1e-6, atol=1e-6)
-    # 5 qubits: past the Heisenberg form; the torch node runs
-    assert _model(1, 2, 1, n_qubits=5, mode="adapter")._fused_adapter_args()[0] == FusedAdapterQLSTM.apply
+        m.out_bias, vqc)]
+    assert torch.autograd.gradcheck(lambda *a: node.apply(spec, *a), (x, h0[0], c0[0], *params), eps=1e-6, atol=1e-6)
+
+
+def test_native_adapter_where_it_applies():
+    assert getattr(_model(1, 2, 1, n_qubits=8, mode="adapter")._fused_adapter_args()[0], "checks_finite", False)
+    m = _model(1, 2, 1, n_qubits=5, mode="adapter")
+    m.native = False
+    assert m._fused_adapter_args()[0] == FusedAdapterQLSTM.apply

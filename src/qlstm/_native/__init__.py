@@ -28,7 +28,7 @@ from pathlib import Path
 __all__ = ["library", "available"]
 
 _SOURCE = Path(__file__).with_name("qlstm_kernels.cpp")
-_FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC"]
+_FLAGS = ["-O2", "-march=native", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC"]
 _lock = threading.Lock()
 _state: dict = {}
 
@@ -92,7 +92,8 @@ def _build() -> ctypes.CDLL:
     lib.qlstm_native_version.restype = ctypes.c_int64
     lib.qlstm_ws_size.argtypes, lib.qlstm_ws_size.restype = [i64p], ctypes.c_int64
     for stem in ("qlstm_step_forward", "qlstm_step_backward", "qlstm_layered_forward", "qlstm_layered_backward",
-                 "qlstm_adapter_forward", "qlstm_adapter_backward"):
+                 "qlstm_adapter_forward", "qlstm_adapter_backward", "qlstm_layered_adapter_forward",
+                 "qlstm_layered_adapter_backward"):
         for name in (stem + "_f32", stem + "_f64"):
             fn = getattr(lib, name)
             fn.argtypes, fn.restype = [i64p, vpp], ctypes.c_int

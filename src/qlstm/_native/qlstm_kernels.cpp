@@ -992,6 +992,33 @@ static void lanes_backward(const Rec& r, const T* steps, const T* g_out, const T
     }
 }
 
+// The layered form's evaluation of both VQC groups on W lanes (each group's own qubits take its
+// inputs); one thread's scratch: a product state, a copy's state, a permutation buffer
+template <typename T, int W>
+struct LayeredEv {
+    const LGroup &gg, &gp; const T *mg, *mp;
+    std::vector<T> buf, amps;
+    LayeredEv(const LGroup& g, const LGroup& p, const T* mg_, const T* mp_)
+        : gg(g), gp(p), mg(mg_), mp(mp_), buf(6 * (g.D > p.D ? g.D : p.D) * W),
+          amps(4 * (g.nq > p.nq ? g.nq : p.nq) * W) {}
+    void group(const LGroup& g, const T* mats, const T* vals, T* e) {
+        const i64 nv = g.nq;
+        T *s0r = buf.data(), *s0i = s0r + g.D * W, *re = s0i + g.D * W, *im = re + g.D * W;
+        T *tre = im + g.D * W, *tim = tre + g.D * W, *are = amps.data(), *aim = are + 2 * nv * W;
+        for (i64 w = 0; w < nv; ++w)
+            chen_amps<T, W>(vals + w * W, are + 2 * w * W, aim + 2 * w * W, (T*)nullptr, (T*)nullptr);
+        product_state<T, W>(are, aim, nv, s0r, s0i);
+        for (i64 c = 0; c < g.G; ++c) {
+            std::memcpy(re, s0r, sizeof(T) * g.D * W);
+            std::memcpy(im, s0i, sizeof(T) * g.D * W);
+            lgroup_forward<T, W>(g, mats, c, re, im, tre, tim);
+            readout<T, W>(g, re, im, e + c * g.K * W);
+        }
+    }
+    void gates(i64, const T* v, T* e) { group(gg, mg, v, e); }
+    void process(i64, const T* u, T* pr) { group(gp, mp, u, pr); }
+};
+
 // p: consts (14), x, h0, c0, out, h_T, c_T, workspace, mats_gates, mats_proc, w_gates, w_proc
 // (mats filled from the weights for from_weights groups)
 template <typename T, int W>
@@ -1005,30 +1032,9 @@ static int lforward(const i64* d, void** p) {
     if (!finite(c0, m.B * m.H)) return 3;
     if (m.gg.from_weights) lgroup_matrices<T>(m.gg, (const T*)q[9], mg);
     if (m.gp.from_weights) lgroup_matrices<T>(m.gp, (const T*)q[10], mp);
-    const i64 Dm = m.gg.D > m.gp.D ? m.gg.D : m.gp.D, n = m.n;
-    struct Ev {  // one thread's scratch: a product state, a copy's state, a permutation buffer
-        const LDims& m; const T *mg, *mp;
-        std::vector<T> buf, amps;
-        void group(const LGroup& g, const T* mats, const T* vals, i64 nv, T* e) {
-            T *s0r = buf.data(), *s0i = s0r + g.D * W, *re = s0i + g.D * W, *im = re + g.D * W;
-            T *tre = im + g.D * W, *tim = tre + g.D * W, *are = amps.data(), *aim = are + 2 * nv * W;
-            for (i64 w = 0; w < nv; ++w)
-                chen_amps<T, W>(vals + w * W, are + 2 * w * W, aim + 2 * w * W, (T*)nullptr, (T*)nullptr);
-            product_state<T, W>(are, aim, nv, s0r, s0i);
-            for (i64 c = 0; c < g.G; ++c) {
-                std::memcpy(re, s0r, sizeof(T) * g.D * W);
-                std::memcpy(im, s0i, sizeof(T) * g.D * W);
-                lgroup_forward<T, W>(g, mats, c, re, im, tre, tim);
-                readout<T, W>(g, re, im, e + c * g.K * W);
-            }
-        }
-        void gates(i64, const T* v, T* e) { group(m.gg, mg, v, m.n, e); }
-        void process(i64, const T* u, T* pr) { group(m.gp, mp, u, m.H, pr); }
-    };
-    Rec r{m.B, m.T, m.I, m.H, n, m.per_step};
-    lanes_forward<T, W>(r, x, h0, c0, (T*)q[3], (T*)q[4], (T*)q[5], (T*)q[6], [&]() {
-        return Ev{m, mg, mp, std::vector<T>(6 * Dm * W), std::vector<T>(4 * n * W)};
-    });
+    Rec r{m.B, m.T, m.I, m.H, m.n, m.per_step};
+    lanes_forward<T, W>(r, x, h0, c0, (T*)q[3], (T*)q[4], (T*)q[5], (T*)q[6],
+                        [&]() { return LayeredEv<T, W>(m.gg, m.gp, mg, mp); });
     return 0;
 }
 
@@ -1069,6 +1075,28 @@ static void lgroup_grad(const LGroup& g, const T* mats, const T* vals, i64 nv, c
     product_back<T, W>(are, aim, dre, dim, nv, l0r, l0i, gv, scratch);
 }
 
+// its backward: one thread's scratch and share of the gate matrices' gradients (reduce() adds it)
+template <typename T, int W>
+struct LayeredBackEv {
+    const LGroup &gg, &gp; const T *mg, *mp; T *gmg, *gmp;
+    std::vector<T> amps, bufs, scratch, mine_g, mine_p;
+    LayeredBackEv(const LGroup& g, const LGroup& p, const T* mg_, const T* mp_, T* gmg_, T* gmp_)
+        : gg(g), gp(p), mg(mg_), mp(mp_), gmg(gmg_), gmp(gmp_), amps(8 * (g.nq > p.nq ? g.nq : p.nq) * W),
+          bufs(10 * (g.D > p.D ? g.D : p.D) * W), scratch(6 * (g.D > p.D ? g.D : p.D) * W),
+          mine_g(g.L * g.nq * g.G * 8, T(0)), mine_p(p.L * p.nq * p.G * 8, T(0)) {}
+    void process_back(i64, const T* u, const T* g_p, T* gu) {
+        lgroup_grad<T, W>(gp, mp, u, gp.nq, g_p, gu, mine_p.data(), amps.data(), bufs.data(), scratch.data());
+    }
+    void gates_back(i64, const T* v, const T* ge, T* gv) {
+        lgroup_grad<T, W>(gg, mg, v, gg.nq, ge, gv, mine_g.data(), amps.data(), bufs.data(), scratch.data());
+    }
+    void end_group() {}
+    void reduce() {
+        for (size_t i = 0; i < mine_g.size(); ++i) gmg[i] += mine_g[i];
+        for (size_t i = 0; i < mine_p.size(); ++i) gmp[i] += mine_p[i];
+    }
+};
+
 // p: consts (14), workspace, g_out, g_h, g_c, g_x, g_h0, g_c0, mats_gates, mats_proc, g_mats_gates,
 // g_mats_proc (written), w_gates, w_proc, g_w_gates, g_w_proc (from_weights groups: written)
 template <typename T, int W>
@@ -1077,31 +1105,11 @@ static int lbackward(const i64* d, void** p) {
     void** q = p + 2 * LCONSTS;
     const T *mg = (const T*)q[7], *mp = (const T*)q[8];
     T *gmg = (T*)q[9], *gmp = (T*)q[10];
-    const i64 Dm = m.gg.D > m.gp.D ? m.gg.D : m.gp.D, n = m.n;
-    const i64 nmg = m.gg.L * m.gg.nq * m.gg.G * 8, nmp = m.gp.L * m.gp.nq * m.gp.G * 8;
-    std::memset(gmg, 0, sizeof(T) * nmg);
-    std::memset(gmp, 0, sizeof(T) * nmp);
-    struct Ev {  // one thread's scratch and its share of the gate matrices' gradients
-        const LDims& m; const T *mg, *mp; T *gmg, *gmp;
-        std::vector<T> amps, bufs, scratch, mine_g, mine_p;
-        void process_back(i64, const T* u, const T* gp, T* gu) {
-            lgroup_grad<T, W>(m.gp, mp, u, m.H, gp, gu, mine_p.data(), amps.data(), bufs.data(), scratch.data());
-        }
-        void gates_back(i64, const T* v, const T* ge, T* gv) {
-            lgroup_grad<T, W>(m.gg, mg, v, m.n, ge, gv, mine_g.data(), amps.data(), bufs.data(), scratch.data());
-        }
-        void end_group() {}
-        void reduce() {
-            for (size_t i = 0; i < mine_g.size(); ++i) gmg[i] += mine_g[i];
-            for (size_t i = 0; i < mine_p.size(); ++i) gmp[i] += mine_p[i];
-        }
-    };
-    Rec r{m.B, m.T, m.I, m.H, n, m.per_step};
+    std::memset(gmg, 0, sizeof(T) * m.gg.L * m.gg.nq * m.gg.G * 8);
+    std::memset(gmp, 0, sizeof(T) * m.gp.L * m.gp.nq * m.gp.G * 8);
+    Rec r{m.B, m.T, m.I, m.H, m.n, m.per_step};
     lanes_backward<T, W>(r, (const T*)q[0], (const T*)q[1], (const T*)q[2], (const T*)q[3], (T*)q[4], (T*)q[5],
-                         (T*)q[6], [&]() {
-        return Ev{m, mg, mp, gmg, gmp, std::vector<T>(8 * n * W), std::vector<T>(10 * Dm * W),
-                  std::vector<T>(6 * Dm * W), std::vector<T>(nmg, T(0)), std::vector<T>(nmp, T(0))};
-    });
+                         (T*)q[6], [&]() { return LayeredBackEv<T, W>(m.gg, m.gp, mg, mp, gmg, gmp); });
     if (m.gg.from_weights) lgroup_matrices_back<T>(m.gg, (const T*)q[11], gmg, (T*)q[13]);
     if (m.gp.from_weights) lgroup_matrices_back<T>(m.gp, (const T*)q[12], gmp, (T*)q[14]);
     return 0;
@@ -1429,37 +1437,41 @@ static void readout_map(const T* out, const T* ob, const T* e, i64 c0, i64 G, i6
         }
 }
 
-template <typename T, int W>
+// sizes of the adapter: nq qubits (each VQC copy reads nq values and returns nq), n = I + H, H
+struct ASizes {
+    i64 nq, n, H;
+};
+
+template <typename T, int W, class Inner>
 struct AdapterEv {
-    const Dims& m; Linear<T> lin; HeisEv<T, W> inner;
+    ASizes a; Linear<T> lin; Inner inner;
     std::vector<T> z, e;
-    AdapterEv(const Dims& m_, Linear<T> l, const T* rg, const T* rp)
-        : m(m_), lin(l), inner(m_, rg, rp), z(m_.gg.nq * W), e(m_.gg.R * W) {}
+    AdapterEv(ASizes a_, Linear<T> l, Inner in) : a(a_), lin(l), inner(std::move(in)), z(a_.nq * W), e(4 * a_.nq * W) {}
     void gates(i64 t, const T* v, T* g) {
-        affine_lanes<T, W>(lin.wg, lin.bg, v, m.gg.nq, m.n, z.data());
+        affine_lanes<T, W>(lin.wg, lin.bg, v, a.nq, a.n, z.data());
         inner.gates(t, z.data(), e.data());
-        readout_map<T, W>(lin.out, lin.ob, e.data(), 0, 4, m.gg.nq, m.H, g);
+        readout_map<T, W>(lin.out, lin.ob, e.data(), 0, 4, a.nq, a.H, g);
     }
     void process(i64 t, const T* u, T* pr) {
-        affine_lanes<T, W>(lin.wp, lin.bp, u, m.gp.nq, m.H, z.data());
+        affine_lanes<T, W>(lin.wp, lin.bp, u, a.nq, a.H, z.data());
         inner.process(t, z.data(), e.data());
-        readout_map<T, W>(lin.out, lin.ob, e.data(), 4, 2, m.gp.nq, m.H, pr);
+        readout_map<T, W>(lin.out, lin.ob, e.data(), 4, 2, a.nq, a.H, pr);
     }
 };
 
-template <typename T, int W>
+template <typename T, int W, class Fwd, class Back>
 struct AdapterBackEv {
-    const Dims& m; Linear<T> lin; Linear<T> grad;  // grad: the thread's share, reduced into gl
+    ASizes a; Linear<T> lin; Linear<T> grad;  // grad: the thread's share, reduce() adds it to gl_out
     T* gl_out[6];
-    HeisEv<T, W> fwd;
-    HeisBackEv<T, W> inner;
+    Fwd fwd;    // recomputes the VQCs' read-outs
+    Back inner;  // the VQCs' backward
     std::vector<T> z, e, ge_vqc, gz, mine;
     i64 sizes[6];
-    AdapterBackEv(const Dims& m_, Linear<T> l, T* const* gl, const T* rg, const T* rp, T* gg, T* gp)
-        : m(m_), lin(l), fwd(m_, rg, rp), inner(m_, rg, rp, gg, gp), z(m_.gg.nq * W), e(m_.gg.R * W),
-          ge_vqc(m_.gg.R * W), gz(m_.gg.nq * W) {
-        const i64 nq = m.gg.nq, H = m.H;
-        const i64 sz[6] = {nq * m.n, nq, nq * H, nq, 6 * nq * H, 6 * H};
+    AdapterBackEv(ASizes a_, Linear<T> l, T* const* gl, Fwd f, Back b)
+        : a(a_), lin(l), fwd(std::move(f)), inner(std::move(b)), z(a_.nq * W), e(4 * a_.nq * W),
+          ge_vqc(4 * a_.nq * W), gz(a_.nq * W) {
+        const i64 nq = a.nq, H = a.H;
+        const i64 sz[6] = {nq * a.n, nq, nq * H, nq, 6 * nq * H, 6 * H};
         i64 total = 0;
         for (int k = 0; k < 6; ++k) { sizes[k] = sz[k]; total += sz[k]; gl_out[k] = gl[k]; }
         mine.assign(total, T(0));
@@ -1470,7 +1482,7 @@ struct AdapterBackEv {
     }
     // one group: values x [cols][W] -> z = A x + b -> VQC copies c0.. -> read-out map; gradient in
     void group_back(i64 t, bool gates, const T* x, i64 cols, const T* gout, T* gx) {
-        const i64 nq = m.gg.nq, H = m.H, G = gates ? 4 : 2, c0 = gates ? 0 : 4;
+        const i64 nq = a.nq, H = a.H, G = gates ? 4 : 2, c0 = gates ? 0 : 4;
         const T *A = gates ? lin.wg : lin.wp, *b = gates ? lin.bg : lin.bp;
         T *gA = (T*)(gates ? grad.wg : grad.wp), *gb = (T*)(gates ? grad.bg : grad.bp);
         affine_lanes<T, W>(A, b, x, nq, cols, z.data());
@@ -1481,10 +1493,10 @@ struct AdapterBackEv {
                 T s[W];
                 for (int l = 0; l < W; ++l) s[l] = 0;
                 for (i64 k = 0; k < H; ++k) {
-                    const T a = lin.out[((c0 + c) * nq + j) * H + k];
+                    const T w = lin.out[((c0 + c) * nq + j) * H + k];
                     const T *gk = gout + (c * H + k) * W, *ej = e.data() + (c * nq + j) * W;
                     T acc = 0;
-                    for (int l = 0; l < W; ++l) { s[l] += a * gk[l]; acc += ej[l] * gk[l]; }
+                    for (int l = 0; l < W; ++l) { s[l] += w * gk[l]; acc += ej[l] * gk[l]; }
                     gOut[((c0 + c) * nq + j) * H + k] += acc;
                 }
                 for (int l = 0; l < W; ++l) ge_vqc[(c * nq + j) * W + l] = s[l];
@@ -1511,15 +1523,15 @@ struct AdapterBackEv {
             T s[W];
             for (int l = 0; l < W; ++l) s[l] = 0;
             for (i64 r = 0; r < nq; ++r) {
-                const T a = A[r * cols + c];
+                const T w = A[r * cols + c];
 #pragma omp simd
-                for (int l = 0; l < W; ++l) s[l] += a * gz[r * W + l];
+                for (int l = 0; l < W; ++l) s[l] += w * gz[r * W + l];
             }
             for (int l = 0; l < W; ++l) gx[c * W + l] = s[l];
         }
     }
-    void process_back(i64 t, const T* u, const T* gp, T* gu) { group_back(t, false, u, m.H, gp, gu); }
-    void gates_back(i64 t, const T* v, const T* ge, T* gv) { group_back(t, true, v, m.n, ge, gv); }
+    void process_back(i64 t, const T* u, const T* gp, T* gu) { group_back(t, false, u, a.H, gp, gu); }
+    void gates_back(i64 t, const T* v, const T* ge, T* gv) { group_back(t, true, v, a.n, ge, gv); }
     void end_group() { inner.end_group(); }
     void reduce() {
         inner.reduce();
@@ -1528,6 +1540,18 @@ struct AdapterBackEv {
             for (i64 i = 0; i < sizes[k]; ++i) gl_out[k][i] += *q++;
     }
 };
+
+// the linear parameters' gradient buffers p[0..5], zeroed
+template <typename T>
+static void zero_linear_grads(void** p, ASizes a) {
+    const i64 sz[6] = {a.nq * a.n, a.nq, a.nq * a.H, a.nq, 6 * a.nq * a.H, 6 * a.H};
+    for (int k = 0; k < 6; ++k) std::memset(p[k], 0, sizeof(T) * sz[k]);
+}
+
+template <typename T>
+static Linear<T> read_linear(void** p) {
+    return Linear<T>{(const T*)p[0], (const T*)p[1], (const T*)p[2], (const T*)p[3], (const T*)p[4], (const T*)p[5]};
+}
 
 // p: consts (12), x, h0, c0, out, h_T, c_T, workspace, w_vqc [6][nw], then Wg, bg, Wp, bp, Out, o.
 // d as the Heisenberg form's, with both groups on the adapter's nq qubits (G = 4 and 2, K = nq)
@@ -1544,12 +1568,14 @@ static int aforward(const i64* d, void** p) {
     for (int k = 0; k < 12; ++k) tp[k] = p[k];
     tp[12] = (void*)wv; tp[13] = (void*)(wv + 4 * m.gg.nw); tp[14] = ws;
     tables<T>(d, tp);
-    Linear<T> lin{(const T*)p[20], (const T*)p[21], (const T*)p[22], (const T*)p[23], (const T*)p[24], (const T*)p[25]};
+    const Linear<T> lin = read_linear<T>(p + 20);
     const T* rows_g = rows_of<T>(m.gg, ws);
     const T* rows_p = rows_of<T>(m.gp, ws + m.off_gp);
+    const ASizes a{m.gg.nq, m.n, m.H};
     Rec r{m.B, m.T, m.I, m.H, m.n, m.per_step};
-    lanes_forward<T, W>(r, x, h0, c0, (T*)p[15], (T*)p[16], (T*)p[17], ws + m.off_steps,
-                        [&]() { return AdapterEv<T, W>(m, lin, rows_g, rows_p); });
+    lanes_forward<T, W>(r, x, h0, c0, (T*)p[15], (T*)p[16], (T*)p[17], ws + m.off_steps, [&]() {
+        return AdapterEv<T, W, HeisEv<T, W>>(a, lin, HeisEv<T, W>(m, rows_g, rows_p));
+    });
     return 0;
 }
 
@@ -1564,24 +1590,69 @@ static int abackward(const i64* d, void** p) {
     T* gwv = (T*)p[22];
     std::memset(grows_g, 0, sizeof(T) * m.gg.R * m.Dg);
     std::memset(grows_p, 0, sizeof(T) * m.gp.R * m.Dp);
-    Linear<T> lin{(const T*)p[23], (const T*)p[24], (const T*)p[25], (const T*)p[26], (const T*)p[27], (const T*)p[28]};
-    T* gl[6];
-    const i64 nq = m.gg.nq, H = m.H;
-    const i64 sz[6] = {nq * m.n, nq, nq * H, nq, 6 * nq * H, 6 * H};
-    for (int k = 0; k < 6; ++k) {
-        gl[k] = (T*)p[29 + k];
-        std::memset(gl[k], 0, sizeof(T) * sz[k]);
-    }
+    const Linear<T> lin = read_linear<T>(p + 23);
+    const ASizes a{m.gg.nq, m.n, m.H};
+    zero_linear_grads<T>(p + 29, a);
+    T* const* gl = (T* const*)(p + 29);
     const T* rows_g = rows_of<T>(m.gg, ws);
     const T* rows_p = rows_of<T>(m.gp, ws + m.off_gp);
     Rec r{m.B, m.T, m.I, m.H, m.n, m.per_step};
     lanes_backward<T, W>(r, ws + m.off_steps, (const T*)p[13], (const T*)p[14], (const T*)p[15], (T*)p[16], (T*)p[17],
-                         (T*)p[18], [&]() { return AdapterBackEv<T, W>(m, lin, gl, rows_g, rows_p, grows_g, grows_p); });
+                         (T*)p[18], [&]() {
+        return AdapterBackEv<T, W, HeisEv<T, W>, HeisBackEv<T, W>>(
+            a, lin, gl, HeisEv<T, W>(m, rows_g, rows_p), HeisBackEv<T, W>(m, rows_g, rows_p, grows_g, grows_p));
+    });
     void* tp[19];
     for (int k = 0; k < 12; ++k) tp[k] = p[k];
     tp[12] = (void*)ws; tp[13] = (void*)wv; tp[14] = (void*)(wv + 4 * m.gg.nw);
     tp[15] = gwv; tp[16] = gwv + 4 * m.gg.nw; tp[17] = grows_g; tp[18] = grows_p;
     return tables_backward<T>(d, tp);
+}
+
+// Adapter mode with the VQCs in the layered form. p: consts (14), x, h0, c0, out, h_T, c_T,
+// workspace, mats_gates, mats_proc, w_gates, w_proc (as lforward), then Wg, bg, Wp, bp, Out, o
+template <typename T, int W>
+static int laforward(const i64* d, void** p) {
+    LDims m = read_ldims(d, p);
+    void** q = p + 2 * LCONSTS;
+    const T *x = (const T*)q[0], *h0 = (const T*)q[1], *c0 = (const T*)q[2];
+    T *mg = (T*)q[7], *mp = (T*)q[8];
+    if (!finite(x, m.B * m.T * m.I)) return 1;
+    if (!finite(h0, m.B * m.H)) return 2;
+    if (!finite(c0, m.B * m.H)) return 3;
+    if (m.gg.from_weights) lgroup_matrices<T>(m.gg, (const T*)q[9], mg);
+    if (m.gp.from_weights) lgroup_matrices<T>(m.gp, (const T*)q[10], mp);
+    const Linear<T> lin = read_linear<T>(q + 11);
+    const ASizes a{m.gg.nq, m.n, m.H};
+    Rec r{m.B, m.T, m.I, m.H, m.n, m.per_step};
+    lanes_forward<T, W>(r, x, h0, c0, (T*)q[3], (T*)q[4], (T*)q[5], (T*)q[6], [&]() {
+        return AdapterEv<T, W, LayeredEv<T, W>>(a, lin, LayeredEv<T, W>(m.gg, m.gp, mg, mp));
+    });
+    return 0;
+}
+
+// p: consts (14), then as lbackward (15), then Wg, bg, Wp, bp, Out, o, and their gradients
+template <typename T, int W>
+static int labackward(const i64* d, void** p) {
+    LDims m = read_ldims(d, p);
+    void** q = p + 2 * LCONSTS;
+    const T *mg = (const T*)q[7], *mp = (const T*)q[8];
+    T *gmg = (T*)q[9], *gmp = (T*)q[10];
+    std::memset(gmg, 0, sizeof(T) * m.gg.L * m.gg.nq * m.gg.G * 8);
+    std::memset(gmp, 0, sizeof(T) * m.gp.L * m.gp.nq * m.gp.G * 8);
+    const Linear<T> lin = read_linear<T>(q + 15);
+    const ASizes a{m.gg.nq, m.n, m.H};
+    zero_linear_grads<T>(q + 21, a);
+    T* const* gl = (T* const*)(q + 21);
+    Rec r{m.B, m.T, m.I, m.H, m.n, m.per_step};
+    lanes_backward<T, W>(r, (const T*)q[0], (const T*)q[1], (const T*)q[2], (const T*)q[3], (T*)q[4], (T*)q[5],
+                         (T*)q[6], [&]() {
+        return AdapterBackEv<T, W, LayeredEv<T, W>, LayeredBackEv<T, W>>(
+            a, lin, gl, LayeredEv<T, W>(m.gg, m.gp, mg, mp), LayeredBackEv<T, W>(m.gg, m.gp, mg, mp, gmg, gmp));
+    });
+    if (m.gg.from_weights) lgroup_matrices_back<T>(m.gg, (const T*)q[11], gmg, (T*)q[13]);
+    if (m.gp.from_weights) lgroup_matrices_back<T>(m.gp, (const T*)q[12], gmp, (T*)q[14]);
+    return 0;
 }
 
 template <typename T>
@@ -1621,6 +1692,28 @@ static int abackward_any(const i64* d, void** p) {
         case 4: return abackward<T, 4>(d, p);
         case 8: return abackward<T, 8>(d, p);
         case 16: return abackward<T, 16>(d, p);
+    }
+    return -1;
+}
+
+template <typename T>
+static int laforward_any(const i64* d, void** p) {
+    switch (d[20]) {
+        case 1: return laforward<T, 1>(d, p);
+        case 4: return laforward<T, 4>(d, p);
+        case 8: return laforward<T, 8>(d, p);
+        case 16: return laforward<T, 16>(d, p);
+    }
+    return -1;
+}
+
+template <typename T>
+static int labackward_any(const i64* d, void** p) {
+    switch (d[20]) {
+        case 1: return labackward<T, 1>(d, p);
+        case 4: return labackward<T, 4>(d, p);
+        case 8: return labackward<T, 8>(d, p);
+        case 16: return labackward<T, 16>(d, p);
     }
     return -1;
 }
@@ -1670,6 +1763,11 @@ int qlstm_adapter_forward_f32(const int64_t* d, void** p) { return aforward_any<
 int qlstm_adapter_forward_f64(const int64_t* d, void** p) { return aforward_any<double>(d, p); }
 int qlstm_adapter_backward_f32(const int64_t* d, void** p) { return abackward_any<float>(d, p); }
 int qlstm_adapter_backward_f64(const int64_t* d, void** p) { return abackward_any<double>(d, p); }
+
+int qlstm_layered_adapter_forward_f32(const int64_t* d, void** p) { return laforward_any<float>(d, p); }
+int qlstm_layered_adapter_forward_f64(const int64_t* d, void** p) { return laforward_any<double>(d, p); }
+int qlstm_layered_adapter_backward_f32(const int64_t* d, void** p) { return labackward_any<float>(d, p); }
+int qlstm_layered_adapter_backward_f64(const int64_t* d, void** p) { return labackward_any<double>(d, p); }
 
 int qlstm_layered_forward_f32(const int64_t* d, void** p) { return lforward_any<float>(d, p); }
 int qlstm_layered_forward_f64(const int64_t* d, void** p) { return lforward_any<double>(d, p); }

@@ -37,8 +37,8 @@ from ..errors import InputError
 from ._fused import chen_heisenberg
 from ._fused_layered import layered_plan
 
-__all__ = ["NativeAdapterQLSTM", "NativeFaithfulQLSTM", "NativeLayeredQLSTM", "native_adapter_spec", "native_spec",
-           "native_layered_spec"]
+__all__ = ["NativeAdapterQLSTM", "NativeFaithfulQLSTM", "NativeLayeredAdapterQLSTM", "NativeLayeredQLSTM",
+           "native_adapter_spec", "native_layered_adapter_spec", "native_spec", "native_layered_spec"]
 
 
 @dataclass(frozen=True)
@@ -334,17 +334,18 @@ def _lanes(batch: int, double: bool) -> int:
 class LayeredSpec(_Spec):
     """The layered form's constants (:func:`native_layered_spec`)."""
 
-    def call(self, batch: int, steps: int, inputs: int, hidden: int):
-        """``(dims, workspace size, forward, backward)`` of one call shape."""
-        key = (batch, steps, inputs, hidden, torch.get_num_threads())
+    def call(self, batch: int, steps: int, inputs: int, hidden: int, adapter: bool = False):
+        """``(dims, workspace size, forward, backward)`` of one call shape (``adapter``: the
+        adapter-mode kernels)."""
+        key = (batch, steps, inputs, hidden, torch.get_num_threads(), adapter)
         if key not in self._calls:
             lib = _native.library()
             lanes = _lanes(batch, self.double)
             dims = (ctypes.c_int64 * 21)(batch, steps, inputs, hidden, *self.gates.dims, *self.process.dims, lanes)
-            f64 = self.double
+            stem = "qlstm_layered_adapter_" if adapter else "qlstm_layered_"
+            sfx = "_f64" if self.double else "_f32"
             self._calls[key] = (dims, steps * batch * (inputs + 8 * hidden),
-                                lib.qlstm_layered_forward_f64 if f64 else lib.qlstm_layered_forward_f32,
-                                lib.qlstm_layered_backward_f64 if f64 else lib.qlstm_layered_backward_f32)
+                                getattr(lib, stem + "forward" + sfx), getattr(lib, stem + "backward" + sfx))
         return self._calls[key]
 
 
@@ -454,6 +455,86 @@ class NativeAdapterQLSTM(torch.autograd.Function):
             spec.consts + [a.data_ptr() for a in (ws, g_out, g_h, g_c, gx, gh0, gc0)]
             + [rows_g, rows_g + rg * grows.element_size(), w_vqc.data_ptr(), g_vqc.data_ptr()]
             + [a.data_ptr() for a in lin] + [a.data_ptr() for a in g_lin]))
+        need = ctx.needs_input_grad
+        grads = [gx, gh0, gc0, *g_lin, g_vqc]
+        return (None, *[g if need[k + 1] else None for k, g in enumerate(grads)])
+
+
+def native_layered_adapter_spec(vqc, n_qubits: int) -> LayeredSpec | None:
+    """:func:`native_adapter_spec` for the layered form (VQCs the Heisenberg form does not take, up
+    to :data:`LAYERED_MAX_QUBITS` qubits): copies 0-3 and 4-5 of one bound circuit."""
+    if _native.library() is None or vqc.dtype not in (torch.complex64, torch.complex128):
+        return None
+    key = ("native_layered_adapter_spec", vqc.dtype, str(vqc.device))
+    cache = vqc.program._cache
+    if key not in cache:
+        both = _layered_group_spec(vqc, n_qubits, 6, n_qubits)
+        spec = None
+        if both is not None:
+            def part(copies):
+                d = both.dims
+                return replace(both, dims=(d[0], copies, *d[2:]), mats_shape=(*both.mats_shape[:2], copies, 2, 2))
+            spec = LayeredSpec(part(4), part(2), vqc.dtype == torch.complex128)
+        cache[key] = spec
+    return cache[key]
+
+
+class NativeLayeredAdapterQLSTM(torch.autograd.Function):
+    """:class:`NativeAdapterQLSTM` with the VQCs in the layered form: ``apply(spec, x, h0, c0, wg, bg, wp,
+    bp, w_out, b_out, vqc)`` with ``vqc`` the weights ``[6, 1, n_w]`` where the layers are ``Rot``
+    gates on plain weights, else the gate matrices ``[L, n, 6, 2, 2]`` (complex)."""
+
+    @staticmethod
+    def forward(ctx, spec: LayeredSpec, x, h0, c0, wg, bg, wp, bp, w_out, b_out, vqc):
+        b, t, i = x.shape
+        hidden = h0.shape[1]
+        dims, ws_size, fwd, _ = spec.call(b, t, i, hidden, adapter=True)
+        dtype = torch.float64 if spec.double else torch.float32
+        x, h0, c0 = (_dense(a, dtype) for a in (x, h0, c0))
+        lin = [_dense(a, dtype) for a in (wg, bg, wp, bp, w_out, b_out)]
+        if spec.gates.from_weights:
+            w = _dense(vqc, dtype)
+            half = w.shape[-1] * 4 * w.element_size()
+            w_ptrs = [w.data_ptr(), w.data_ptr() + half]
+            mats = [torch.empty(*g.mats_shape, 2, dtype=dtype) for g in (spec.gates, spec.process)]
+            keep = [w]
+        else:
+            w = x  # unused
+            mats = [torch.view_as_real(vqc[:, :, :4].contiguous()), torch.view_as_real(vqc[:, :, 4:].contiguous())]
+            w_ptrs = [x.data_ptr(), x.data_ptr()]
+            keep = [x]
+        ws = torch.empty(ws_size, dtype=dtype)
+        out = torch.empty(b, t, hidden, dtype=dtype)
+        h, c = torch.empty(b, hidden, dtype=dtype), torch.empty(b, hidden, dtype=dtype)
+        bad = fwd(dims, _ptrs(spec.consts + [a.data_ptr() for a in (x, h0, c0, out, h, c, ws, *mats)] + w_ptrs
+                              + [a.data_ptr() for a in lin]))
+        if bad:
+            raise InputError(f"{_NONFINITE.get(bad, 'QLSTM input')} contains NaN or Inf values")
+        ctx.spec, ctx.shapes = spec, (b, t, i, hidden)
+        ctx.save_for_backward(ws, *mats, keep[0], *lin)
+        return out, h, c
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, g_out, g_h, g_c):
+        ws, mg, mp, w, *lin = ctx.saved_tensors
+        spec = ctx.spec
+        b, t, i, hidden = ctx.shapes
+        dims, _, _, bwd = spec.call(b, t, i, hidden, adapter=True)
+        dtype = ws.dtype
+        g_out, g_h, g_c, gx, gh0, gc0 = _grad_buffers(g_out, g_h, g_c, b, t, i, hidden, dtype)
+        gmg, gmp = torch.empty_like(mg), torch.empty_like(mp)
+        if spec.gates.from_weights:
+            gw = torch.empty_like(w)
+            half = w.shape[-1] * 4 * w.element_size()
+            w_ptrs = [w.data_ptr(), w.data_ptr() + half, gw.data_ptr(), gw.data_ptr() + half]
+        else:
+            gw = None
+            w_ptrs = [gx.data_ptr()] * 4  # unused
+        g_lin = [torch.empty_like(a) for a in lin]
+        bwd(dims, _ptrs(spec.consts + [a.data_ptr() for a in (ws, g_out, g_h, g_c, gx, gh0, gc0, mg, mp, gmg, gmp)]
+                        + w_ptrs + [a.data_ptr() for a in lin] + [a.data_ptr() for a in g_lin]))
+        g_vqc = gw if spec.gates.from_weights else torch.cat([torch.view_as_complex(gmg), torch.view_as_complex(gmp)], 2)
         need = ctx.needs_input_grad
         grads = [gx, gh0, gc0, *g_lin, g_vqc]
         return (None, *[g if need[k + 1] else None for k, g in enumerate(grads)])

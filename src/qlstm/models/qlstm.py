@@ -34,8 +34,9 @@ from ._compiled_general import compiled_general_recurrence
 from ._fused_adapter import FusedAdapterQLSTM
 from ._fused_general import FusedGeneralQLSTM
 from ._fused_layered import layered_plan
-from ._native_qlstm import (LayeredSpec, NativeAdapterQLSTM, NativeFaithfulQLSTM, NativeLayeredQLSTM,
-                            native_adapter_spec, native_layered_spec, native_spec)
+from ._native_qlstm import (LayeredSpec, NativeAdapterQLSTM, NativeFaithfulQLSTM, NativeLayeredAdapterQLSTM,
+                            NativeLayeredQLSTM, native_adapter_spec, native_layered_adapter_spec, native_layered_spec,
+                            native_spec)
 from .lstm import _check_finite, _fmt
 
 __all__ = ["QLSTM", "GATE_NAMES"]
@@ -67,8 +68,8 @@ class QLSTM(nn.Module):
     Adapter mode with up to 8 qubits runs as one node too (:mod:`qlstm.models._fused_adapter`).
     Everything else runs step by step (``QLSTM.fused = False`` forces that, the path the nodes
     are tested against). On the CPU, faithful models of up to 12 qubits (permutation blocks and
-    one-qubit layers after the Chen encoding: every registry template) and adapter-mode models of
-    up to 4 run instead as native C++ kernels, one call forward and one backward
+    one-qubit layers after the Chen encoding: every registry template), faithful or adapter mode,
+    run instead as native C++ kernels, one call forward and one backward
     (:mod:`qlstm.models._native_qlstm`), built on first
     use with the system's C++ compiler; ``QLSTM.native = False`` or ``QLSTM_NATIVE=0`` runs the
     torch nodes, which are also what runs where no compiler works.
@@ -278,8 +279,16 @@ class QLSTM(nn.Module):
             key = ("adapter", self.vqc.weight.dtype)
             cache = self.__dict__.setdefault("_native_specs", {})
             if key not in cache:
-                cache[key] = native_adapter_spec(self.vqc.bind(), self.n_qubits)
+                bound = self.vqc.bind()
+                cache[key] = native_adapter_spec(bound, self.n_qubits) or native_layered_adapter_spec(bound, self.n_qubits)
             spec = cache[key]
+            if isinstance(spec, LayeredSpec):
+                def run(x, h, c, *params):
+                    return NativeLayeredAdapterQLSTM.apply(spec, x, h, c, *params)
+
+                run.checks_finite = True
+                vqc_in = self.vqc.weight if spec.gates.from_weights else self.vqc.bind().layer_matrices()
+                return run, (*linear, vqc_in)
             if spec is not None:
                 def run(x, h, c, *params):
                     return NativeAdapterQLSTM.apply(spec, x, h, c, *params)
