@@ -345,6 +345,15 @@ static bool finite(const T* a, i64 n) {
     return true;
 }
 
+// 1, 2, 3 where x, h0, c0 hold a NaN or an infinity (nx, nh values), else 0
+template <typename T>
+static int nonfinite(const T* x, const T* h0, const T* c0, i64 nx, i64 nh) {
+    if (!finite(x, nx)) return 1;
+    if (!finite(h0, nh)) return 2;
+    if (!finite(c0, nh)) return 3;
+    return 0;
+}
+
 // p: consts (12), w_gates, w_proc, workspace: every copy of both groups, in parallel
 template <typename T>
 static int tables(const i64* d, void** p) {
@@ -1019,6 +1028,30 @@ struct LayeredEv {
     void process(i64, const T* u, T* pr) { group(gp, mp, u, pr); }
 };
 
+// the layered forwards' start (q: the pointers after the constants): the inputs checked, the
+// matrices of from_weights groups built from their weights
+template <typename T>
+static int lprepare(const LDims& m, void** q) {
+    if (const int bad = nonfinite((const T*)q[0], (const T*)q[1], (const T*)q[2], m.B * m.T * m.I, m.B * m.H))
+        return bad;
+    if (m.gg.from_weights) lgroup_matrices<T>(m.gg, (const T*)q[9], (T*)q[7]);
+    if (m.gp.from_weights) lgroup_matrices<T>(m.gp, (const T*)q[10], (T*)q[8]);
+    return 0;
+}
+
+// and the backwards' start and end: the matrices' gradients zeroed, then turned into the weights'
+template <typename T>
+static void lgrads_zero(const LDims& m, void** q) {
+    std::memset(q[9], 0, sizeof(T) * m.gg.L * m.gg.nq * m.gg.G * 8);
+    std::memset(q[10], 0, sizeof(T) * m.gp.L * m.gp.nq * m.gp.G * 8);
+}
+
+template <typename T>
+static void lgrads_finish(const LDims& m, void** q) {
+    if (m.gg.from_weights) lgroup_matrices_back<T>(m.gg, (const T*)q[11], (const T*)q[9], (T*)q[13]);
+    if (m.gp.from_weights) lgroup_matrices_back<T>(m.gp, (const T*)q[12], (const T*)q[10], (T*)q[14]);
+}
+
 // p: consts (14), x, h0, c0, out, h_T, c_T, workspace, mats_gates, mats_proc, w_gates, w_proc
 // (mats filled from the weights for from_weights groups)
 template <typename T, int W>
@@ -1027,11 +1060,7 @@ static int lforward(const i64* d, void** p) {
     void** q = p + 2 * LCONSTS;
     const T *x = (const T*)q[0], *h0 = (const T*)q[1], *c0 = (const T*)q[2];
     T *mg = (T*)q[7], *mp = (T*)q[8];
-    if (!finite(x, m.B * m.T * m.I)) return 1;
-    if (!finite(h0, m.B * m.H)) return 2;
-    if (!finite(c0, m.B * m.H)) return 3;
-    if (m.gg.from_weights) lgroup_matrices<T>(m.gg, (const T*)q[9], mg);
-    if (m.gp.from_weights) lgroup_matrices<T>(m.gp, (const T*)q[10], mp);
+    if (const int bad = lprepare<T>(m, q)) return bad;
     Rec r{m.B, m.T, m.I, m.H, m.n, m.per_step};
     lanes_forward<T, W>(r, x, h0, c0, (T*)q[3], (T*)q[4], (T*)q[5], (T*)q[6],
                         [&]() { return LayeredEv<T, W>(m.gg, m.gp, mg, mp); });
@@ -1105,36 +1134,12 @@ static int lbackward(const i64* d, void** p) {
     void** q = p + 2 * LCONSTS;
     const T *mg = (const T*)q[7], *mp = (const T*)q[8];
     T *gmg = (T*)q[9], *gmp = (T*)q[10];
-    std::memset(gmg, 0, sizeof(T) * m.gg.L * m.gg.nq * m.gg.G * 8);
-    std::memset(gmp, 0, sizeof(T) * m.gp.L * m.gp.nq * m.gp.G * 8);
+    lgrads_zero<T>(m, q);
     Rec r{m.B, m.T, m.I, m.H, m.n, m.per_step};
     lanes_backward<T, W>(r, (const T*)q[0], (const T*)q[1], (const T*)q[2], (const T*)q[3], (T*)q[4], (T*)q[5],
                          (T*)q[6], [&]() { return LayeredBackEv<T, W>(m.gg, m.gp, mg, mp, gmg, gmp); });
-    if (m.gg.from_weights) lgroup_matrices_back<T>(m.gg, (const T*)q[11], gmg, (T*)q[13]);
-    if (m.gp.from_weights) lgroup_matrices_back<T>(m.gp, (const T*)q[12], gmp, (T*)q[14]);
+    lgrads_finish<T>(m, q);
     return 0;
-}
-
-template <typename T>
-static int lforward_any(const i64* d, void** p) {
-    switch (d[20]) {
-        case 1: return lforward<T, 1>(d, p);
-        case 4: return lforward<T, 4>(d, p);
-        case 8: return lforward<T, 8>(d, p);
-        case 16: return lforward<T, 16>(d, p);
-    }
-    return -1;
-}
-
-template <typename T>
-static int lbackward_any(const i64* d, void** p) {
-    switch (d[20]) {
-        case 1: return lbackward<T, 1>(d, p);
-        case 4: return lbackward<T, 4>(d, p);
-        case 8: return lbackward<T, 8>(d, p);
-        case 16: return lbackward<T, 16>(d, p);
-    }
-    return -1;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1367,9 +1372,7 @@ static int hforward(const i64* d, void** p) {
     Dims m = read_dims(d, p);
     const T *x = (const T*)p[12], *h0 = (const T*)p[13], *c0 = (const T*)p[14];
     T* ws = (T*)p[18];
-    if (!finite(x, m.B * m.T * m.I)) return 1;
-    if (!finite(h0, m.B * m.H)) return 2;
-    if (!finite(c0, m.B * m.H)) return 3;
+    if (const int bad = nonfinite(x, h0, c0, m.B * m.T * m.I, m.B * m.H)) return bad;
     const T* rows_g = rows_of<T>(m.gg, ws);
     const T* rows_p = rows_of<T>(m.gp, ws + m.off_gp);
     Rec r{m.B, m.T, m.I, m.H, m.n, m.per_step};
@@ -1561,9 +1564,7 @@ static int aforward(const i64* d, void** p) {
     const T *x = (const T*)p[12], *h0 = (const T*)p[13], *c0 = (const T*)p[14];
     T* ws = (T*)p[18];
     const T* wv = (const T*)p[19];
-    if (!finite(x, m.B * m.T * m.I)) return 1;
-    if (!finite(h0, m.B * m.H)) return 2;
-    if (!finite(c0, m.B * m.H)) return 3;
+    if (const int bad = nonfinite(x, h0, c0, m.B * m.T * m.I, m.B * m.H)) return bad;
     void* tp[15];
     for (int k = 0; k < 12; ++k) tp[k] = p[k];
     tp[12] = (void*)wv; tp[13] = (void*)(wv + 4 * m.gg.nw); tp[14] = ws;
@@ -1617,11 +1618,7 @@ static int laforward(const i64* d, void** p) {
     void** q = p + 2 * LCONSTS;
     const T *x = (const T*)q[0], *h0 = (const T*)q[1], *c0 = (const T*)q[2];
     T *mg = (T*)q[7], *mp = (T*)q[8];
-    if (!finite(x, m.B * m.T * m.I)) return 1;
-    if (!finite(h0, m.B * m.H)) return 2;
-    if (!finite(c0, m.B * m.H)) return 3;
-    if (m.gg.from_weights) lgroup_matrices<T>(m.gg, (const T*)q[9], mg);
-    if (m.gp.from_weights) lgroup_matrices<T>(m.gp, (const T*)q[10], mp);
+    if (const int bad = lprepare<T>(m, q)) return bad;
     const Linear<T> lin = read_linear<T>(q + 11);
     const ASizes a{m.gg.nq, m.n, m.H};
     Rec r{m.B, m.T, m.I, m.H, m.n, m.per_step};
@@ -1638,8 +1635,7 @@ static int labackward(const i64* d, void** p) {
     void** q = p + 2 * LCONSTS;
     const T *mg = (const T*)q[7], *mp = (const T*)q[8];
     T *gmg = (T*)q[9], *gmp = (T*)q[10];
-    std::memset(gmg, 0, sizeof(T) * m.gg.L * m.gg.nq * m.gg.G * 8);
-    std::memset(gmp, 0, sizeof(T) * m.gp.L * m.gp.nq * m.gp.G * 8);
+    lgrads_zero<T>(m, q);
     const Linear<T> lin = read_linear<T>(q + 15);
     const ASizes a{m.gg.nq, m.n, m.H};
     zero_linear_grads<T>(q + 21, a);
@@ -1650,8 +1646,7 @@ static int labackward(const i64* d, void** p) {
         return AdapterBackEv<T, W, LayeredEv<T, W>, LayeredBackEv<T, W>>(
             a, lin, gl, LayeredEv<T, W>(m.gg, m.gp, mg, mp), LayeredBackEv<T, W>(m.gg, m.gp, mg, mp, gmg, gmp));
     });
-    if (m.gg.from_weights) lgroup_matrices_back<T>(m.gg, (const T*)q[11], gmg, (T*)q[13]);
-    if (m.gp.from_weights) lgroup_matrices_back<T>(m.gp, (const T*)q[12], gmp, (T*)q[14]);
+    lgrads_finish<T>(m, q);
     return 0;
 }
 
@@ -1674,49 +1669,25 @@ static int hbackward_any(const i64* d, void** p) {
     return backward<T>(d, p);
 }
 
-template <typename T>
-static int aforward_any(const i64* d, void** p) {
-    switch (d[19]) {
-        case 1: return aforward<T, 1>(d, p);
-        case 4: return aforward<T, 4>(d, p);
-        case 8: return aforward<T, 8>(d, p);
-        case 16: return aforward<T, 16>(d, p);
+// name<T>(d, p): fn<T, W>(d, p) for the lane width W = d[k] (1, 4, 8 or 16; -1 for another)
+#define QLSTM_LANE_DISPATCH(name, fn, k)                   \
+    template <typename T>                                  \
+    static int name(const i64* d, void** p) {              \
+        switch (d[k]) {                                    \
+            case 1: return fn<T, 1>(d, p);                 \
+            case 4: return fn<T, 4>(d, p);                 \
+            case 8: return fn<T, 8>(d, p);                 \
+            case 16: return fn<T, 16>(d, p);               \
+        }                                                  \
+        return -1;                                         \
     }
-    return -1;
-}
 
-template <typename T>
-static int abackward_any(const i64* d, void** p) {
-    switch (d[19]) {
-        case 1: return abackward<T, 1>(d, p);
-        case 4: return abackward<T, 4>(d, p);
-        case 8: return abackward<T, 8>(d, p);
-        case 16: return abackward<T, 16>(d, p);
-    }
-    return -1;
-}
-
-template <typename T>
-static int laforward_any(const i64* d, void** p) {
-    switch (d[20]) {
-        case 1: return laforward<T, 1>(d, p);
-        case 4: return laforward<T, 4>(d, p);
-        case 8: return laforward<T, 8>(d, p);
-        case 16: return laforward<T, 16>(d, p);
-    }
-    return -1;
-}
-
-template <typename T>
-static int labackward_any(const i64* d, void** p) {
-    switch (d[20]) {
-        case 1: return labackward<T, 1>(d, p);
-        case 4: return labackward<T, 4>(d, p);
-        case 8: return labackward<T, 8>(d, p);
-        case 16: return labackward<T, 16>(d, p);
-    }
-    return -1;
-}
+QLSTM_LANE_DISPATCH(lforward_any, lforward, 20)
+QLSTM_LANE_DISPATCH(lbackward_any, lbackward, 20)
+QLSTM_LANE_DISPATCH(aforward_any, aforward, 19)
+QLSTM_LANE_DISPATCH(abackward_any, abackward, 19)
+QLSTM_LANE_DISPATCH(laforward_any, laforward, 20)
+QLSTM_LANE_DISPATCH(labackward_any, labackward, 20)
 
 // the whole forward: p = consts (12), x, h0, c0, out, h_T, c_T, workspace, w_gates, w_proc
 template <typename T>

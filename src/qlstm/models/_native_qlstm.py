@@ -171,18 +171,23 @@ def native_adapter_spec(vqc, n_qubits: int) -> NativeSpec | None:
     """The kernels' constants for an adapter-mode QLSTM's bound VQC (six weight copies on
     ``n_qubits`` qubits, every wire read out): copies 0-3 the gate group, 4-5 the processing group,
     on the same circuit; cached per program. None where the Heisenberg form does not apply."""
+    def split(both, copies):
+        n, _, k, nw, m, steps = both.dims
+        return replace(both, dims=(n, copies, k, nw, m, steps))
+
+    return _cached_adapter_spec("native_adapter_spec", NativeSpec, _group_spec, split, vqc, n_qubits)
+
+
+def _cached_adapter_spec(kind: str, cls, group_spec, split, vqc, n_qubits: int):
+    """``cls(split(spec, 4), split(spec, 2))`` of ``group_spec`` for all six copies, once per
+    program, dtype and device; None where it does not apply or the library does not load."""
     if _native.library() is None or vqc.dtype not in (torch.complex64, torch.complex128):
         return None
-    key = ("native_adapter_spec", vqc.dtype, str(vqc.device))
+    key = (kind, vqc.dtype, str(vqc.device))
     cache = vqc.program._cache
     if key not in cache:
-        both = _group_spec(vqc, n_qubits, 6, n_qubits)
-        spec = None
-        if both is not None:
-            n, _, k, nw, m, steps = both.dims
-            spec = NativeSpec(replace(both, dims=(n, 4, k, nw, m, steps)), replace(both, dims=(n, 2, k, nw, m, steps)),
-                              vqc.dtype == torch.complex128)
-        cache[key] = spec
+        both = group_spec(vqc, n_qubits, 6, n_qubits)
+        cache[key] = None if both is None else cls(split(both, 4), split(both, 2), vqc.dtype == torch.complex128)
     return cache[key]
 
 
@@ -463,20 +468,11 @@ class NativeAdapterQLSTM(torch.autograd.Function):
 def native_layered_adapter_spec(vqc, n_qubits: int) -> LayeredSpec | None:
     """:func:`native_adapter_spec` for the layered form (VQCs the Heisenberg form does not take, up
     to :data:`LAYERED_MAX_QUBITS` qubits): copies 0-3 and 4-5 of one bound circuit."""
-    if _native.library() is None or vqc.dtype not in (torch.complex64, torch.complex128):
-        return None
-    key = ("native_layered_adapter_spec", vqc.dtype, str(vqc.device))
-    cache = vqc.program._cache
-    if key not in cache:
-        both = _layered_group_spec(vqc, n_qubits, 6, n_qubits)
-        spec = None
-        if both is not None:
-            def part(copies):
-                d = both.dims
-                return replace(both, dims=(d[0], copies, *d[2:]), mats_shape=(*both.mats_shape[:2], copies, 2, 2))
-            spec = LayeredSpec(part(4), part(2), vqc.dtype == torch.complex128)
-        cache[key] = spec
-    return cache[key]
+    def split(both, copies):
+        d = both.dims
+        return replace(both, dims=(d[0], copies, *d[2:]), mats_shape=(*both.mats_shape[:2], copies, 2, 2))
+
+    return _cached_adapter_spec("native_layered_adapter_spec", LayeredSpec, _layered_group_spec, split, vqc, n_qubits)
 
 
 class NativeLayeredAdapterQLSTM(torch.autograd.Function):
