@@ -114,6 +114,12 @@ class _Call:
         self.adapter_backward = lib.qlstm_adapter_backward_f64 if spec.double else lib.qlstm_adapter_backward_f32
 
 
+def _stack(ts: list, dtype, *shape) -> Tensor:
+    """The tables ``ts`` as one contiguous tensor ``[P, *shape]``; one row of zeros where there are
+    none (the kernels then never read it, but get a valid pointer)."""
+    return torch.stack(ts).to(dtype).contiguous() if ts else torch.zeros(1, *shape, dtype=dtype)
+
+
 def _group_spec(bound, n: int, copies: int, k: int):
     program = bound.program
     w = bound.weights
@@ -150,14 +156,11 @@ def _group_spec(bound, n: int, copies: int, k: int):
         return None
     idx = torch.cat(indices, 1).contiguous() if indices else torch.zeros(3, 0, dtype=torch.long)
 
-    def stack(ts, dtype):
-        return torch.stack(ts).to(dtype).contiguous() if ts else torch.zeros(1, d, dtype=dtype)
-
     return _GroupSpec(
         dims=(n, copies, k, w.shape[-1], idx.shape[1], len(steps)),
         plan=torch.tensor(steps, dtype=torch.long).reshape(-1, 3).contiguous(),
-        idx=idx, obs=obs.contiguous(), src=stack(src, torch.long), inv=stack(inv, torch.long),
-        sign=stack(sign, rdtype))
+        idx=idx, obs=obs.contiguous(), src=_stack(src, torch.long, d), inv=_stack(inv, torch.long, d),
+        sign=_stack(sign, rdtype, d))
 
 
 def native_spec(gates, process, n: int, hidden: int) -> NativeSpec | None:
@@ -315,13 +318,10 @@ def _layered_group_spec(bound, n: int, copies: int, k: int):
             slot[l, wire] = offsets[gi] + pos if from_weights else -1
     rot_idx = torch.cat(indices, 1).contiguous() if from_weights and indices else torch.zeros(3, 1, dtype=torch.long)
 
-    def stack(ts, dtype, *shape):
-        return torch.stack(ts).to(dtype).contiguous() if ts else torch.zeros(1, *shape, dtype=dtype)
-
     return _LayeredGroupSpec(
         dims=(n, copies, k, layers, len(stages), w.shape[-1], rot_idx.shape[1], int(from_weights)),
         stages=torch.tensor(stages, dtype=torch.long).reshape(-1, 3).contiguous(),
-        idx=stack(idx, torch.long, d), inv=stack(inv, torch.long, d), phase=stack(phase, rdtype, d, 2),
+        idx=_stack(idx, torch.long, d), inv=_stack(inv, torch.long, d), phase=_stack(phase, rdtype, d, 2),
         signs=plan.signs.to(rdtype).contiguous(), slot=slot.contiguous(), rot_idx=rot_idx,
         mats_shape=(layers, n, copies, 2, 2))
 

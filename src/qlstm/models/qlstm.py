@@ -125,8 +125,8 @@ class QLSTM(nn.Module):
     #: :mod:`~qlstm.models._fused`, :mod:`~qlstm.models._fused_general`; adapter mode:
     #: :mod:`~qlstm.models._fused_adapter`); False: step by step
     fused = True
-    #: on the CPU, run that node's Heisenberg case as native kernels where they load
-    #: (:mod:`~qlstm.models._native_qlstm`); False: the torch node, the reference
+    #: on the CPU, run the recurrence as native kernels where they apply and load
+    #: (:mod:`~qlstm.models._native_qlstm`); False: the torch nodes, the reference
     native = True
 
     def __init__(
@@ -230,9 +230,19 @@ class QLSTM(nn.Module):
             return None
         return FusedGeneralQLSTM.apply, (gates[0], process[0], gates[1], process[1])
 
+    @staticmethod
+    def _native_run(node, spec):
+        """``run(x, h, c, *params)`` of a native node for ``spec``; it checks x, h, c for NaN/Inf itself."""
+        def run(x, h, c, *params):
+            return node.apply(spec, x, h, c, *params)
+
+        run.checks_finite = True
+        return run
+
     def _native_args(self):
-        """``(run, (w_gates, w_proc))`` of :class:`~qlstm.models._native_qlstm.NativeFaithfulQLSTM`,
-        or None where it does not apply; whether it does is decided once per dtype and device."""
+        """``(run, args)`` of a faithful model's native node (:mod:`~qlstm.models._native_qlstm`: the
+        Heisenberg form, else the layered one), or None where neither applies; which one is decided
+        once per dtype and device."""
         weight = self.gates.weight
         key = (weight.dtype, str(weight.device))
         cache = self.__dict__.setdefault("_native_specs", {})
@@ -248,18 +258,10 @@ class QLSTM(nn.Module):
         if spec is None:
             return None
         if isinstance(spec, LayeredSpec):  # statevectors: the weights, or the gate matrices torch builds
-            def run(x, h, c, in_g, in_p):
-                return NativeLayeredQLSTM.apply(spec, x, h, c, in_g, in_p)
-
-            args = tuple(layer.weight if g.from_weights else layer.bind().layer_matrices()
-                         for layer, g in ((self.gates, spec.gates), (self.process, spec.process)))
-        else:  # Heisenberg tables: built from the weights in the kernel
-            def run(x, h, c, w_gates, w_proc):
-                return NativeFaithfulQLSTM.apply(spec, x, h, c, w_gates, w_proc)
-
-            args = (weight, self.process.weight)
-        run.checks_finite = True
-        return run, args
+            return self._native_run(NativeLayeredQLSTM, spec), tuple(
+                layer.weight if g.from_weights else layer.bind().layer_matrices()
+                for layer, g in ((self.gates, spec.gates), (self.process, spec.process)))
+        return self._native_run(NativeFaithfulQLSTM, spec), (weight, self.process.weight)  # tables from the weights
 
     def _warn_uncompiled(self):
         if self.compiled and not getattr(self, "_warned", False):
@@ -283,18 +285,10 @@ class QLSTM(nn.Module):
                 cache[key] = native_adapter_spec(bound, self.n_qubits) or native_layered_adapter_spec(bound, self.n_qubits)
             spec = cache[key]
             if isinstance(spec, LayeredSpec):
-                def run(x, h, c, *params):
-                    return NativeLayeredAdapterQLSTM.apply(spec, x, h, c, *params)
-
-                run.checks_finite = True
                 vqc_in = self.vqc.weight if spec.gates.from_weights else self.vqc.bind().layer_matrices()
-                return run, (*linear, vqc_in)
+                return self._native_run(NativeLayeredAdapterQLSTM, spec), (*linear, vqc_in)
             if spec is not None:
-                def run(x, h, c, *params):
-                    return NativeAdapterQLSTM.apply(spec, x, h, c, *params)
-
-                run.checks_finite = True
-                return run, (*linear, self.vqc.weight)
+                return self._native_run(NativeAdapterQLSTM, spec), (*linear, self.vqc.weight)
         vqc = _vqc_args(self.vqc.bind(), self.n_qubits, 6)
         if vqc is None:
             return None
