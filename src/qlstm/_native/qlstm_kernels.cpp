@@ -198,73 +198,96 @@ static void table_backward(const Group& g, const T* w, const T* ws, T* grows, T*
     }
 }
 
-// Chen encoding of one value: the wire's Pauli 4-vector (1, <X>, <Y>, <Z>)
+// the Chen encoding's derivative: dL/dv from the gradients (g1, g2, g3) of the 4-vector's last three
 template <typename T>
-static inline void chen_q(T v, T* q) {
-    const T v2 = v * v, a = T(1) / std::sqrt(1 + v2), ab = a / std::sqrt(1 + v2 * v2);
-    q[0] = 1; q[1] = ab; q[2] = ab * v2; q[3] = -a * v;
-}
-
-template <typename T>
-static inline T chen_q_back(T v, const T* gq) {
+static inline T chen_q_back(T v, T g1, T g2, T g3) {
     const T v2 = v * v, a = T(1) / std::sqrt(1 + v2), b = T(1) / std::sqrt(1 + v2 * v2), ab = a * b;
     const T dab = -ab * v * (a * a + 2 * v2 * b * b);
-    return gq[1] * dab + gq[2] * (dab * v2 + 2 * v * ab) - gq[3] * (a * a * a);
+    return g1 * dab + g2 * (dab * v2 + 2 * v * ab) - g3 * (a * a * a);
 }
 
-// features (x) (1, r_w) [4**n] of values v [n], wire 0 most significant
-template <typename T>
-static void features(const T* v, i64 n, T* f) {
-    T q[4];
-    f[0] = 1;
+// the Chen Pauli 4-vectors of W values: q [4][W]
+template <typename T, int W>
+static inline void chen_q_lanes(const T* v, T* q) {
+#pragma omp simd
+    for (int l = 0; l < W; ++l) {
+        const T x = v[l], x2 = x * x, a = T(1) / std::sqrt(1 + x2), ab = a / std::sqrt(1 + x2 * x2);
+        q[l] = 1; q[W + l] = ab; q[2 * W + l] = ab * x2; q[3 * W + l] = -a * x;
+    }
+}
+
+// features [4**n][W] of values v [n][W] (wire 0 most significant)
+template <typename T, int W>
+static void features_lanes(const T* v, i64 n, T* f, T* q) {
+    for (int l = 0; l < W; ++l) f[l] = 1;
     i64 len = 1;
     for (i64 w = 0; w < n; ++w) {
-        chen_q<T>(v[w], q);
+        chen_q_lanes<T, W>(v + w * W, q);
         for (i64 i = len - 1; i >= 0; --i) {
-            const T fi = f[i];
-            for (int d = 3; d >= 0; --d) f[4 * i + d] = fi * q[d];
+            const T* fi = f + i * W;
+            for (int d = 3; d >= 0; --d) {
+                T* o = f + (4 * i + d) * W;
+                const T* qd = q + d * W;
+#pragma omp simd
+                for (int l = 0; l < W; ++l) o[l] = fi[l] * qd[l];
+            }
         }
         len *= 4;
     }
 }
 
-// gradient of v [n] from that of the features gf [4**n]; scratch: 2 * 4**n + 4 n values.
-// Contracts gf wire by wire from the most significant: A_0 = gf, A_{w+1} = sum_d q_w[d] A_w[d, :],
-// and dL/dq_w[d] = A_w[d, :] . (q_{w+1} (x) ... (x) q_{n-1}).
-template <typename T>
-static void features_back(const T* v, i64 n, const T* gf, T* gv, T* scratch) {
-    T* qs = scratch;         // [n][4]
-    T* suf = qs + 4 * n;     // the suffix products, wire w's at suf + off[w] (4**(n-1-w) values)
-    T* acc = suf + pow4(n);  // A_w, 4**(n-w) values (A_0 is gf itself)
-    for (i64 w = 0; w < n; ++w) chen_q<T>(v[w], qs + 4 * w);
+// gv [n][W] from the features' gradient gf [4**n][W]; scratch: 3 4**n W + 4 n W values. Contracts
+// gf wire by wire from the most significant: A_0 = gf, A_{w+1} = sum_d q_w[d] A_w[d, :], and
+// dL/dq_w[d] = A_w[d, :] . (q_{w+1} (x) ... (x) q_{n-1})
+template <typename T, int W>
+static void features_back_lanes(const T* v, i64 n, const T* gf, T* gv, T* scratch) {
+    T* qs = scratch;             // [n][4][W]
+    T* suf = qs + 4 * n * W;     // suffix products, wire w's at off[w]
+    T* acc = suf + pow4(n) * W;  // A_w, ping-pong in two halves of 4**n W
+    for (i64 w = 0; w < n; ++w) chen_q_lanes<T, W>(v + w * W, qs + 4 * w * W);
     i64 off[32];
     off[n - 1] = 0;
-    suf[0] = 1;
-    for (i64 w = n - 2; w >= 0; --w) {  // suffix of wire w = q_{w+1} (x) suffix of wire w+1
+    for (int l = 0; l < W; ++l) suf[l] = 1;
+    for (i64 w = n - 2; w >= 0; --w) {
         const i64 len = pow4(n - 2 - w), o = off[w + 1] + len;
         off[w] = o;
-        for (int d = 0; d < 4; ++d)
-            for (i64 lo = 0; lo < len; ++lo) suf[o + d * len + lo] = qs[4 * (w + 1) + d] * suf[off[w + 1] + lo];
+        for (int d = 0; d < 4; ++d) {
+            const T* qd = qs + (4 * (w + 1) + d) * W;
+            for (i64 lo = 0; lo < len; ++lo) {
+                const T* x = suf + (off[w + 1] + lo) * W;
+                T* y = suf + (o + d * len + lo) * W;
+#pragma omp simd
+                for (int l = 0; l < W; ++l) y[l] = qd[l] * x[l];
+            }
+        }
     }
     const T* a = gf;
+    T* bufs[2] = {acc, acc + pow4(n) * W / 2};
+    int which = 0;
     for (i64 w = 0; w < n; ++w) {
         const i64 len = pow4(n - 1 - w);
-        const T* sw = suf + off[w];
-        const T* q = qs + 4 * w;
-        T gq[4];
+        const T* sw = suf + off[w] * W;
+        const T* q = qs + 4 * w * W;
+        T gq[4][W];
         for (int d = 0; d < 4; ++d) {
-            const T* row = a + d * len;
-            T s = 0;
-#pragma omp simd reduction(+ : s)
-            for (i64 lo = 0; lo < len; ++lo) s += row[lo] * sw[lo];
-            gq[d] = s;
-        }
-        gv[w] = chen_q_back<T>(v[w], gq);
-        if (w + 1 < n) {
+            for (int l = 0; l < W; ++l) gq[d][l] = 0;
+            for (i64 lo = 0; lo < len; ++lo) {
+                const T *row = a + (d * len + lo) * W, *s = sw + lo * W;
 #pragma omp simd
-            for (i64 lo = 0; lo < len; ++lo) acc[lo] = q[0] * a[lo] + q[1] * a[len + lo] + q[2] * a[2 * len + lo] + q[3] * a[3 * len + lo];
-            a = acc;
-            acc = (acc == suf + pow4(n)) ? acc + len : suf + pow4(n);  // ping-pong halves
+                for (int l = 0; l < W; ++l) gq[d][l] += row[l] * s[l];
+            }
+        }
+        for (int l = 0; l < W; ++l) gv[w * W + l] = chen_q_back<T>(v[w * W + l], gq[1][l], gq[2][l], gq[3][l]);
+        if (w + 1 < n) {
+            T* nx = bufs[which];
+            which ^= 1;
+            for (i64 lo = 0; lo < len; ++lo) {
+                const T *a0 = a + lo * W, *a1 = a + (len + lo) * W, *a2 = a + (2 * len + lo) * W, *a3 = a + (3 * len + lo) * W;
+                T* y = nx + lo * W;
+#pragma omp simd
+                for (int l = 0; l < W; ++l) y[l] = q[l] * a0[l] + q[W + l] * a1[l] + q[2 * W + l] * a2[l] + q[3 * W + l] * a3[l];
+            }
+            a = nx;
         }
     }
 }
@@ -313,20 +336,43 @@ static inline void axpy(T s, const T* x, T* y, i64 n) {
 template <typename T>
 static inline T sigmoid(T z) { return T(1) / (T(1) + std::exp(-z)); }
 
+// The LSTM cell from the four pre-activations (forget, input, candidate, output): the values the
+// backward needs, c[6] = (sf, si, so, tg, c_prev, tanh c_t), and c_t; u_t = so * tanh c_t
+template <typename T>
+static inline T cell_step(T ef, T ei, T eg, T eo, T cprev, T* c) {
+    c[0] = sigmoid<T>(ef); c[1] = sigmoid<T>(ei); c[2] = sigmoid<T>(eo); c[3] = std::tanh(eg); c[4] = cprev;
+    const T cn = c[0] * cprev + c[1] * c[3];
+    c[5] = std::tanh(cn);
+    return cn;
+}
+
+// its backward: the pre-activations' gradients ge[0..3] (stride gs) from those of u_t and c_t (gc,
+// replaced by that of c_(t-1)); c: the values cell_step saved (stride cs)
+template <typename T>
+static inline void cell_back(T gu, T& gc, const T* c, i64 cs, T* ge, i64 gs) {
+    const T sf = c[0], si = c[cs], so = c[2 * cs], tg = c[3 * cs], cp = c[4 * cs], tc = c[5 * cs];
+    const T gcc = gc + gu * so * (1 - tc * tc);
+    ge[0] = gcc * cp * sf * (1 - sf);
+    ge[gs] = gcc * tg * si * (1 - si);
+    ge[2 * gs] = gcc * si * (1 - tg * tg);
+    ge[3 * gs] = gu * tc * so * (1 - so);
+    gc = gcc * sf;
+}
+
 struct Dims {
-    i64 B, T, I, H, n, Dg, Dp, b0, b1;
+    i64 B, T, I, H, n, Dg, Dp, W;
     Group gg, gp;
     i64 off_gp, off_steps, per_step;
 };
 
-// d: B, T, I, H, (nq, G, K, nw, M, S) of the gate group and of the processing group, then the
-// batch slice [b0, b1) a recurrence call works on; consts: the 6 + 6 group constants
+// d: B, T, I, H, (nq, G, K, nw, M, S) of the gate group and of the processing group, then W, the
+// samples per lane group (1: one sample at a time); consts: the 6 + 6 group constants
 static Dims read_dims(const i64* d, void** consts) {
     Dims m;
     m.B = d[0]; m.T = d[1]; m.I = d[2]; m.H = d[3];
     m.gg = read_group(d + 4, consts);
     m.gp = read_group(d + 10, consts + 6);
-    m.b0 = d[16]; m.b1 = d[17];
+    m.W = d[16];
     m.n = m.I + m.H; m.Dg = m.gg.D; m.Dp = m.gp.D;  // faithful: 4**n and 4**H; adapter: 4**nq both
     m.off_gp = group_ws(m.gg);
     m.off_steps = m.off_gp + group_ws(m.gp);
@@ -368,24 +414,22 @@ static int tables(const i64* d, void** p) {
     return 0;
 }
 
-// p: consts (12), x, h0, c0, out, h_T, c_T, workspace (tables filled); samples b0..b1-1.
-// Returns 1, 2, 3 where x, h0, c0 (of the slice) hold a NaN or an infinity, before computing.
+// p: consts (12), x, h0, c0, out, h_T, c_T, workspace (tables filled); one sample at a time.
+// Returns 1, 2, 3 where x, h0, c0 hold a NaN or an infinity, before computing.
 template <typename T>
 static int forward(const i64* d, void** p) {
     Dims m = read_dims(d, p);
     const T *x = (const T*)p[12], *h0 = (const T*)p[13], *c0 = (const T*)p[14];
     T *out = (T*)p[15], *hT = (T*)p[16], *cT = (T*)p[17], *ws = (T*)p[18];
-    const i64 B = m.B, H = m.H, I = m.I, n = m.n, b0 = m.b0, b1 = m.b1;
-    if (!finite(x + b0 * m.T * I, (b1 - b0) * m.T * I)) return 1;
-    if (!finite(h0 + b0 * H, (b1 - b0) * H)) return 2;
-    if (!finite(c0 + b0 * H, (b1 - b0) * H)) return 3;
+    const i64 B = m.B, H = m.H, I = m.I, n = m.n;
+    if (const int bad = nonfinite(x, h0, c0, B * m.T * I, B * H)) return bad;
     const T* rows_g = rows_of<T>(m.gg, ws);
     const T* rows_p = rows_of<T>(m.gp, ws + m.off_gp);
-#pragma omp parallel if (parallel_ok(b1 - b0, m.Dg))
+#pragma omp parallel if (parallel_ok(B, m.Dg))
     {
-    std::vector<T> e(4 * H), pr(2 * H), f(m.Dg > m.Dp ? m.Dg : m.Dp);
+    std::vector<T> e(4 * H), pr(2 * H), f(m.Dg > m.Dp ? m.Dg : m.Dp), q(4);
 #pragma omp for schedule(static)
-    for (i64 b = b0; b < b1; ++b) {
+    for (i64 b = 0; b < B; ++b) {
         T* h = hT + b * H;
         T* c = cT + b * H;
         std::memcpy(h, h0 + b * H, sizeof(T) * H);
@@ -393,22 +437,17 @@ static int forward(const i64* d, void** p) {
         for (i64 t = 0; t < m.T; ++t) {
             T* st = ws + m.off_steps + t * m.per_step;
             T *v = st + b * n, *cell = st + B * n, *u = cell + 6 * B * H;
-            T *sf = cell, *si = cell + B * H, *so = cell + 2 * B * H, *tg = cell + 3 * B * H;
-            T *cp = cell + 4 * B * H, *tc = cell + 5 * B * H;
             for (i64 i = 0; i < I; ++i) v[i] = x[(b * m.T + t) * I + i];
             for (i64 k = 0; k < H; ++k) v[I + k] = h[k];
-            features<T>(v, n, f.data());
+            features_lanes<T, 1>(v, n, f.data(), q.data());
             dots<T>(f.data(), rows_g, 4 * H, m.Dg, e.data());
             for (i64 k = 0; k < H; ++k) {
-                const i64 q = b * H + k;
-                const T f_ = sigmoid<T>(e[k]), i_ = sigmoid<T>(e[H + k]), g_ = std::tanh(e[2 * H + k]);
-                const T o_ = sigmoid<T>(e[3 * H + k]);
-                sf[q] = f_; si[q] = i_; tg[q] = g_; so[q] = o_; cp[q] = c[k];
-                c[k] = f_ * c[k] + i_ * g_;
-                tc[q] = std::tanh(c[k]);
-                u[q] = o_ * tc[q];
+                T saved[6];
+                c[k] = cell_step<T>(e[k], e[H + k], e[2 * H + k], e[3 * H + k], c[k], saved);
+                for (int s6 = 0; s6 < 6; ++s6) cell[s6 * B * H + b * H + k] = saved[s6];
+                u[b * H + k] = saved[2] * saved[5];
             }
-            features<T>(u + b * H, H, f.data());
+            features_lanes<T, 1>(u + b * H, H, f.data(), q.data());
             dots<T>(f.data(), rows_p, 2 * H, m.Dp, pr.data());
             for (i64 k = 0; k < H; ++k) {
                 h[k] = pr[k];
@@ -420,8 +459,8 @@ static int forward(const i64* d, void** p) {
     return 0;
 }
 
-// p: consts (12), workspace, g_out, g_h, g_c, g_x, g_h0, g_c0, grows_gates, grows_proc; samples
-// b0..b1-1; the rows' gradients of the slice are written (not accumulated) to grows_*
+// p: consts (12), workspace, g_out, g_h, g_c, g_x, g_h0, g_c0, grows_gates, grows_proc; one sample
+// at a time; the rows' gradients are written (not accumulated) to grows_*
 template <typename T>
 static int backward(const i64* d, void** p) {
     Dims m = read_dims(d, p);
@@ -434,14 +473,12 @@ static int backward(const i64* d, void** p) {
     const i64 ng = m.gg.R * m.Dg, np_ = m.gp.R * m.Dp;
     std::memset(grows_g, 0, sizeof(T) * ng);
     std::memset(grows_p, 0, sizeof(T) * np_);
-#pragma omp parallel if (parallel_ok(m.b1 - m.b0, m.Dg))
+#pragma omp parallel if (parallel_ok(B, m.Dg))
     {
-    std::vector<T> gp(2 * H), ge(4 * H), f(Dmax), gf(Dmax), gv(n), gu(H), scratch(2 * Dmax + 4 * n);
+    std::vector<T> gp(2 * H), ge(4 * H), f(Dmax), q(4), gf(Dmax), gv(n), gu(H), scratch(3 * Dmax + 4 * n);
     std::vector<T> mine_g(ng, T(0)), mine_p(np_, T(0));  // this thread's share of the rows' gradients
-    T* grows_g_t = mine_g.data();
-    T* grows_p_t = mine_p.data();
 #pragma omp for schedule(static)
-    for (i64 b = m.b0; b < m.b1; ++b) {
+    for (i64 b = 0; b < B; ++b) {
         T* gh = gh0 + b * H;
         T* gc = gc0 + b * H;
         std::memcpy(gh, g_h + b * H, sizeof(T) * H);
@@ -449,54 +486,38 @@ static int backward(const i64* d, void** p) {
         for (i64 t = m.T - 1; t >= 0; --t) {
             const T* st = ws + m.off_steps + t * m.per_step;
             const T *v = st + b * n, *cell = st + B * n, *u = cell + 6 * B * H;
-            const T *sf = cell, *si = cell + B * H, *so = cell + 2 * B * H, *tg = cell + 3 * B * H;
-            const T *cp = cell + 4 * B * H, *tc = cell + 5 * B * H;
             for (i64 k = 0; k < H; ++k) { gp[k] = gh[k]; gp[H + k] = g_out[(b * m.T + t) * H + k]; }
-            features<T>(u + b * H, H, f.data());
-            for (i64 j = 0; j < 2 * H; ++j) axpy<T>(gp[j], f.data(), grows_p_t + j * m.Dp, m.Dp);
+            features_lanes<T, 1>(u + b * H, H, f.data(), q.data());
+            for (i64 j = 0; j < 2 * H; ++j) axpy<T>(gp[j], f.data(), mine_p.data() + j * m.Dp, m.Dp);
             combine<T>(gp.data(), rows_p, 2 * H, m.Dp, gf.data());
-            features_back<T>(u + b * H, H, gf.data(), gu.data(), scratch.data());
-            for (i64 k = 0; k < H; ++k) {
-                const i64 q = b * H + k;
-                const T gcc = gc[k] + gu[k] * so[q] * (1 - tc[q] * tc[q]);
-                ge[k] = gcc * cp[q] * sf[q] * (1 - sf[q]);
-                ge[H + k] = gcc * tg[q] * si[q] * (1 - si[q]);
-                ge[2 * H + k] = gcc * si[q] * (1 - tg[q] * tg[q]);
-                ge[3 * H + k] = gu[k] * tc[q] * so[q] * (1 - so[q]);
-                gc[k] = gcc * sf[q];
-            }
-            features<T>(v, n, f.data());
-            for (i64 j = 0; j < 4 * H; ++j) axpy<T>(ge[j], f.data(), grows_g_t + j * m.Dg, m.Dg);
+            features_back_lanes<T, 1>(u + b * H, H, gf.data(), gu.data(), scratch.data());
+            for (i64 k = 0; k < H; ++k) cell_back<T>(gu[k], gc[k], cell + b * H + k, B * H, ge.data() + k, H);
+            features_lanes<T, 1>(v, n, f.data(), q.data());
+            for (i64 j = 0; j < 4 * H; ++j) axpy<T>(ge[j], f.data(), mine_g.data() + j * m.Dg, m.Dg);
             combine<T>(ge.data(), rows_g, 4 * H, m.Dg, gf.data());
-            features_back<T>(v, n, gf.data(), gv.data(), scratch.data());
+            features_back_lanes<T, 1>(v, n, gf.data(), gv.data(), scratch.data());
             for (i64 i = 0; i < I; ++i) gx[(b * m.T + t) * I + i] = gv[i];
             for (i64 k = 0; k < H; ++k) gh[k] = gv[I + k];
         }
     }
 #pragma omp critical
     {
-        for (i64 i = 0; i < ng; ++i) grows_g[i] += grows_g_t[i];
-        for (i64 i = 0; i < np_; ++i) grows_p[i] += grows_p_t[i];
+        for (i64 i = 0; i < ng; ++i) grows_g[i] += mine_g[i];
+        for (i64 i = 0; i < np_; ++i) grows_p[i] += mine_p[i];
     }
     }
     return 0;
 }
 
-// p: consts (12), workspace, w_gates, w_proc, g_w_gates, g_w_proc (written), then d[18] pairs
-// (grows_gates, grows_proc) of the slices, summed here (their storage is reused)
+// p: consts (12), workspace, w_gates, w_proc, g_w_gates, g_w_proc (written), grows_gates,
+// grows_proc (the rows' gradients; overwritten)
 template <typename T>
 static int tables_backward(const i64* d, void** p) {
     Dims m = read_dims(d, p);
     const T *ws = (const T*)p[12], *wg = (const T*)p[13], *wp = (const T*)p[14];
     T *gwg = (T*)p[15], *gwp = (T*)p[16];
-    const i64 slices = d[18];
     T* grows_g = (T*)p[17];
     T* grows_p = (T*)p[18];
-    for (i64 k = 1; k < slices; ++k) {
-        const T *ag = (const T*)p[17 + 2 * k], *ap = (const T*)p[18 + 2 * k];
-        for (i64 i = 0; i < m.gg.R * m.Dg; ++i) grows_g[i] += ag[i];
-        for (i64 i = 0; i < m.gp.R * m.Dp; ++i) grows_p[i] += ap[i];
-    }
     const i64 tasks = m.gg.G + m.gp.G;
 #pragma omp parallel for schedule(static) if (m.gg.R * m.Dg >= 1024)
     for (i64 k = 0; k < tasks; ++k) {
@@ -906,17 +927,14 @@ static void lanes_forward(const Rec& r, const T* x, const T* h0, const T* c0, T*
             ev.gates(t, vl.data(), e.data());
             for (i64 j = 0; j < H; ++j)
                 for (int l = 0; l < W; ++l) {
-                    const T f_ = sigmoid<T>(e[j * W + l]), i_ = sigmoid<T>(e[(H + j) * W + l]);
-                    const T g_ = std::tanh(e[(2 * H + j) * W + l]), o_ = sigmoid<T>(e[(3 * H + j) * W + l]);
-                    const T cprev = cl[j * W + l];
-                    const T cn = f_ * cprev + i_ * g_, tc = std::tanh(cn);
-                    cl[j * W + l] = cn;
-                    ul[j * W + l] = o_ * tc;
-                    const i64 b = k * W + l;
+                    T saved[6];
+                    const i64 z = j * W + l, b = k * W + l;
+                    cl[z] = cell_step<T>(e[z], e[(H + j) * W + l], e[(2 * H + j) * W + l], e[(3 * H + j) * W + l], cl[z],
+                                         saved);
+                    ul[z] = saved[2] * saved[5];
                     if (b < B) {
-                        const i64 q = b * H + j;
-                        cell[q] = f_; cell[B * H + q] = i_; cell[2 * B * H + q] = o_; cell[3 * B * H + q] = g_;
-                        cell[4 * B * H + q] = cprev; cell[5 * B * H + q] = tc; u[q] = o_ * tc;
+                        for (int s6 = 0; s6 < 6; ++s6) cell[s6 * B * H + b * H + j] = saved[s6];
+                        u[b * H + j] = ul[z];
                     }
                 }
             ev.process(t, ul.data(), pr.data());
@@ -971,15 +989,8 @@ static void lanes_backward(const Rec& r, const T* steps, const T* g_out, const T
             ev.process_back(t, ul.data(), gp.data(), gu.data());
             for (i64 j = 0; j < H; ++j)
                 for (int l = 0; l < W; ++l) {
-                    const i64 b = lane_sample(k, l, W, B), q = b * H + j, z = j * W + l;
-                    const T sf = cell[q], si = cell[B * H + q], so = cell[2 * B * H + q], tg = cell[3 * B * H + q];
-                    const T cp = cell[4 * B * H + q], tc = cell[5 * B * H + q];
-                    const T gcc = gcl[z] + gu[z] * so * (1 - tc * tc);
-                    ge[z] = gcc * cp * sf * (1 - sf);
-                    ge[(H + j) * W + l] = gcc * tg * si * (1 - si);
-                    ge[(2 * H + j) * W + l] = gcc * si * (1 - tg * tg);
-                    ge[(3 * H + j) * W + l] = gu[z] * tc * so * (1 - so);
-                    gcl[z] = gcc * sf;
+                    const i64 b = lane_sample(k, l, W, B), z = j * W + l;
+                    cell_back<T>(gu[z], gcl[z], cell + b * H + j, B * H, ge.data() + z, H * W);
                 }
             ev.gates_back(t, vl.data(), ge.data(), gv.data());
             for (int l = 0; l < W; ++l) {
@@ -1147,36 +1158,6 @@ static int lbackward(const i64* d, void** p) {
 // a * W + l), for large batches: every operation is then one vector operation over the lanes,
 // the transfer rows' entries broadcast. Same numbers as forward / backward above (tested).
 
-// the Chen Pauli 4-vectors of W values: q [4][W]
-template <typename T, int W>
-static inline void chen_q_lanes(const T* v, T* q) {
-#pragma omp simd
-    for (int l = 0; l < W; ++l) {
-        const T x = v[l], x2 = x * x, a = T(1) / std::sqrt(1 + x2), ab = a / std::sqrt(1 + x2 * x2);
-        q[l] = 1; q[W + l] = ab; q[2 * W + l] = ab * x2; q[3 * W + l] = -a * x;
-    }
-}
-
-// features [4**n][W] of values v [n][W] (wire 0 most significant)
-template <typename T, int W>
-static void features_lanes(const T* v, i64 n, T* f, T* q) {
-    for (int l = 0; l < W; ++l) f[l] = 1;
-    i64 len = 1;
-    for (i64 w = 0; w < n; ++w) {
-        chen_q_lanes<T, W>(v + w * W, q);
-        for (i64 i = len - 1; i >= 0; --i) {
-            const T* fi = f + i * W;
-            for (int d = 3; d >= 0; --d) {
-                T* o = f + (4 * i + d) * W;
-                const T* qd = q + d * W;
-#pragma omp simd
-                for (int l = 0; l < W; ++l) o[l] = fi[l] * qd[l];
-            }
-        }
-        len *= 4;
-    }
-}
-
 // e[j][W] = sum_a rows[j][a] f[a][W] for j < nr, four rows at a time
 template <typename T, int W>
 static void dots_lanes(const T* f, const T* rows, i64 nr, i64 D, T* e) {
@@ -1244,64 +1225,6 @@ static void accumulate_lanes(const T* f, const T* ge, i64 steps, i64 nr, i64 D, 
 #pragma omp simd
             for (int l = 0; l < W; ++l) aj[l] += s[l];
         }
-}
-
-// gv [n][W] from the features' gradient gf [4**n][W] (see features_back); scratch: 3 4**n W + 4 n W
-template <typename T, int W>
-static void features_back_lanes(const T* v, i64 n, const T* gf, T* gv, T* scratch) {
-    T* qs = scratch;             // [n][4][W]
-    T* suf = qs + 4 * n * W;     // suffix products, wire w's at off[w]
-    T* acc = suf + pow4(n) * W;  // A_w, ping-pong in two halves of 4**n W
-    for (i64 w = 0; w < n; ++w) chen_q_lanes<T, W>(v + w * W, qs + 4 * w * W);
-    i64 off[32];
-    off[n - 1] = 0;
-    for (int l = 0; l < W; ++l) suf[l] = 1;
-    for (i64 w = n - 2; w >= 0; --w) {
-        const i64 len = pow4(n - 2 - w), o = off[w + 1] + len;
-        off[w] = o;
-        for (int d = 0; d < 4; ++d) {
-            const T* qd = qs + (4 * (w + 1) + d) * W;
-            for (i64 lo = 0; lo < len; ++lo) {
-                const T* x = suf + (off[w + 1] + lo) * W;
-                T* y = suf + (o + d * len + lo) * W;
-#pragma omp simd
-                for (int l = 0; l < W; ++l) y[l] = qd[l] * x[l];
-            }
-        }
-    }
-    const T* a = gf;
-    T* bufs[2] = {acc, acc + pow4(n) * W / 2};
-    int which = 0;
-    for (i64 w = 0; w < n; ++w) {
-        const i64 len = pow4(n - 1 - w);
-        const T* sw = suf + off[w] * W;
-        const T* q = qs + 4 * w * W;
-        T gq[4][W];
-        for (int d = 0; d < 4; ++d) {
-            for (int l = 0; l < W; ++l) gq[d][l] = 0;
-            for (i64 lo = 0; lo < len; ++lo) {
-                const T *row = a + (d * len + lo) * W, *s = sw + lo * W;
-#pragma omp simd
-                for (int l = 0; l < W; ++l) gq[d][l] += row[l] * s[l];
-            }
-        }
-        for (int l = 0; l < W; ++l) {
-            const T x = v[w * W + l], x2 = x * x, aa = T(1) / std::sqrt(1 + x2), b = T(1) / std::sqrt(1 + x2 * x2);
-            const T ab = aa * b, dab = -ab * x * (aa * aa + 2 * x2 * b * b);
-            gv[w * W + l] = gq[1][l] * dab + gq[2][l] * (dab * x2 + 2 * x * ab) - gq[3][l] * (aa * aa * aa);
-        }
-        if (w + 1 < n) {
-            T* nx = bufs[which];
-            which ^= 1;
-            for (i64 lo = 0; lo < len; ++lo) {
-                const T *a0 = a + lo * W, *a1 = a + (len + lo) * W, *a2 = a + (2 * len + lo) * W, *a3 = a + (3 * len + lo) * W;
-                T* y = nx + lo * W;
-#pragma omp simd
-                for (int l = 0; l < W; ++l) y[l] = q[l] * a0[l] + q[W + l] * a1[l] + q[2 * W + l] * a2[l] + q[3 * W + l] * a3[l];
-            }
-            a = nx;
-        }
-    }
 }
 
 // The Heisenberg form's evaluation of both VQC groups on W lanes (the group's own sizes: its
@@ -1652,7 +1575,7 @@ static int labackward(const i64* d, void** p) {
 
 template <typename T>
 static int hforward_any(const i64* d, void** p) {
-    switch (d[19]) {
+    switch (d[16]) {
         case 4: return hforward<T, 4>(d, p);
         case 8: return hforward<T, 8>(d, p);
         case 16: return hforward<T, 16>(d, p);
@@ -1665,7 +1588,7 @@ static int hforward_any(const i64* d, void** p) {
 // 58 against 48 us; batch 128 with 16 lanes: 190 against 217 us)
 template <typename T>
 static int hbackward_any(const i64* d, void** p) {
-    if (d[19] == 16) return hbackward<T, 16>(d, p);
+    if (d[16] == 16) return hbackward<T, 16>(d, p);
     return backward<T>(d, p);
 }
 
@@ -1684,8 +1607,8 @@ static int hbackward_any(const i64* d, void** p) {
 
 QLSTM_LANE_DISPATCH(lforward_any, lforward, 20)
 QLSTM_LANE_DISPATCH(lbackward_any, lbackward, 20)
-QLSTM_LANE_DISPATCH(aforward_any, aforward, 19)
-QLSTM_LANE_DISPATCH(abackward_any, abackward, 19)
+QLSTM_LANE_DISPATCH(aforward_any, aforward, 16)
+QLSTM_LANE_DISPATCH(abackward_any, abackward, 16)
 QLSTM_LANE_DISPATCH(laforward_any, laforward, 20)
 QLSTM_LANE_DISPATCH(labackward_any, labackward, 20)
 

@@ -103,8 +103,7 @@ class _Call:
         lib = _native.library()
         head = (batch, steps, inputs, hidden, *spec.gates.dims, *spec.process.dims)
         self.shape = (batch, steps, inputs, hidden)
-        # the whole batch, one rows-gradient slice, samples per lane group
-        self.dims = (ctypes.c_int64 * 20)(*head, 0, batch, 1, _lanes(batch, spec.double))
+        self.dims = (ctypes.c_int64 * 17)(*head, _lanes(batch, spec.double))  # then samples per lane group
         self.ws = lib.qlstm_ws_size(self.dims)
         g, p = spec.gates, spec.process
         self.rows = (g.dims[1] * g.dims[2] * 4 ** g.dims[0], p.dims[1] * p.dims[2] * 4 ** p.dims[0])
