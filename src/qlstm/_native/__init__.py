@@ -5,7 +5,7 @@ their dispatch (Python, autograd, and even ``torch.compile``'s wrappers) costs f
 arithmetic. :mod:`qlstm.models._native_qlstm` runs the whole recurrence, with its VQCs'
 transfer tables, as one call forward and one backward into ``qlstm_kernels.cpp``.
 
-The source is plain C++ with a C ABI (no torch headers), so it compiles in about a second. The
+The source is plain C++ with a C ABI (no torch headers), compiled in about 10 s at ``-O2``. The
 library is cached under ``$QLSTM_CACHE_DIR`` (default ``~/.cache/qlstm``), keyed by a hash of the
 source, the compiler command and the CPU, and rebuilt when any of them changes. Where no
 compiler works, or with ``QLSTM_NATIVE=0`` in the environment, :func:`library` returns None and

@@ -119,12 +119,18 @@ def _stack(ts: list, dtype, *shape) -> Tensor:
     return torch.stack(ts).to(dtype).contiguous() if ts else torch.zeros(1, *shape, dtype=dtype)
 
 
+def _weights_fit(w, copies: int) -> bool:
+    """Whether a bound group's weights are what the kernels take: ``[copies, n_w]`` or
+    ``[copies, 1, n_w]``, on the CPU."""
+    return (w is not None and w.dim() in (2, 3) and w.shape[0] == copies and w.shape[1:-1].numel() == 1
+            and w.device.type == "cpu")
+
+
 def _group_spec(bound, n: int, copies: int, k: int):
     program = bound.program
     w = bound.weights
-    if w is None or w.dim() not in (2, 3) or w.shape[0] != copies or w.shape[1:-1].numel() != 1 \
-            or w.device.type != "cpu":
-        return None  # weights [copies, n_w] or [copies, 1, n_w], on the CPU
+    if not _weights_fit(w, copies):
+        return None
     if not chen_heisenberg(bound, n) or program.transfer_table_fn(bound.dtype, bound.device) is None:
         return None
     rdtype = torch.float64 if bound.dtype == torch.complex128 else torch.float32
@@ -284,8 +290,7 @@ LAYERED_MAX_QUBITS = 12
 
 def _layered_group_spec(bound, n: int, copies: int, k: int):
     w = bound.weights
-    if w is None or w.dim() not in (2, 3) or w.shape[0] != copies or w.shape[1:-1].numel() != 1 \
-            or w.device.type != "cpu":
+    if not _weights_fit(w, copies):
         return None
     plan = layered_plan(bound, n, min_qubits=1, max_qubits=LAYERED_MAX_QUBITS)
     if plan is None or plan.signs.shape[1] != k:
