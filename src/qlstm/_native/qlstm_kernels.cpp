@@ -23,6 +23,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #ifdef _OPENMP
@@ -888,7 +889,8 @@ static void product_back(const T* are, const T* aim, const T* dre, const T* dim,
 // The recurrence in lane groups, shared by both forms: W samples at a time, a group's VQCs
 // evaluated by the form's functor (Ev: gates(t, v [n][W], e [4H][W]) and process(t, u [H][W],
 // p [2H][W]); backward: process_back(t, u, gp [2H][W], gu [H][W]), gates_back(t, v, ge [4H][W],
-// gv [n][W]), end_group(), reduce() once per thread in a critical section).
+// gv [n][W]), end_group() after each lane group, finish() once per thread, then reduce() once per
+// thread in a critical section).
 
 // the lanes of group k: samples k W .. k W + W - 1, lanes past B repeat the last sample (their
 // results are not written, their gradients are zero)
@@ -1007,6 +1009,7 @@ static void lanes_backward(const Rec& r, const T* steps, const T* g_out, const T
         }
         ev.end_group();
     }
+    ev.finish();
 #pragma omp critical
     ev.reduce();
     }
@@ -1131,6 +1134,7 @@ struct LayeredBackEv {
         lgroup_grad<T, W>(gg, mg, v, gg.nq, ge, gv, mine_g.data(), amps.data(), bufs.data(), scratch.data());
     }
     void end_group() {}
+    void finish() {}
     void reduce() {
         for (size_t i = 0; i < mine_g.size(); ++i) gmg[i] += mine_g[i];
         for (size_t i = 0; i < mine_p.size(); ++i) gmp[i] += mine_p[i];
@@ -1208,23 +1212,73 @@ static void combine_lanes(const T* ge, const T* rows, i64 nr, i64 D, T* gf) {
     }
 }
 
-// the lanes' rows gradients of one lane group: acc[j][a][W] += sum_t ge[t][j] f[t][a] over its
-// T steps (f [T][D][W], ge [T][nr][W]): one pass over acc per group, the steps summed in registers
-template <typename T, int W>
-static void accumulate_lanes(const T* f, const T* ge, i64 steps, i64 nr, i64 D, T* acc) {
-    for (i64 a = 0; a < D; ++a)
-        for (i64 j = 0; j < nr; ++j) {
-            T s[W];
-            for (int l = 0; l < W; ++l) s[l] = 0;
-            for (i64 t = 0; t < steps; ++t) {
-                const T *fa = f + (t * D + a) * W, *gj = ge + (t * nr + j) * W;
+// acc[j][a] += sum_c sum_l g[c][j][l] f[c][a][l] over nc stored steps (f [nc][D][W], g [nc][R][W]):
+// the transfer rows' gradients as one register-blocked product, JB rows by four features per block
+// with the lanes kept apart in the accumulators and summed once at the end
+template <typename T, int W, int JB>
+static inline void rows_grad_block(const T* f, const T* g, i64 nc, i64 R, i64 D, i64 j0, i64 a0, T* acc) {
+    T s[JB][4][W];
+    for (int jj = 0; jj < JB; ++jj)
+        for (int aa = 0; aa < 4; ++aa)
+            for (int l = 0; l < W; ++l) s[jj][aa][l] = 0;
+    for (i64 c = 0; c < nc; ++c) {
+        const T* fc = f + (c * D + a0) * W;
+        const T* gc = g + (c * R + j0) * W;
+#pragma GCC unroll 8
+        for (int jj = 0; jj < JB; ++jj)
+#pragma GCC unroll 4
+            for (int aa = 0; aa < 4; ++aa)
 #pragma omp simd
-                for (int l = 0; l < W; ++l) s[l] += gj[l] * fa[l];
-            }
-            T* aj = acc + (j * D + a) * W;
-#pragma omp simd
-            for (int l = 0; l < W; ++l) aj[l] += s[l];
+                for (int l = 0; l < W; ++l) s[jj][aa][l] += gc[jj * W + l] * fc[aa * W + l];
+    }
+    for (int jj = 0; jj < JB; ++jj)
+        for (int aa = 0; aa < 4; ++aa) {
+            T t = 0;
+            for (int l = 0; l < W; ++l) t += s[jj][aa][l];
+            acc[(j0 + jj) * D + a0 + aa] += t;
         }
+}
+
+// the same for one sample per step (W = 1: f [nc][D], g [nc][R]), vectorised over 16 features
+template <typename T, int JB>
+static inline void rows_grad_block1(const T* f, const T* g, i64 nc, i64 R, i64 D, i64 j0, i64 a0, T* acc) {
+    T s[JB][16];
+    for (int jj = 0; jj < JB; ++jj)
+        for (int aa = 0; aa < 16; ++aa) s[jj][aa] = 0;
+    for (i64 c = 0; c < nc; ++c) {
+        const T* fc = f + c * D + a0;
+#pragma GCC unroll 8
+        for (int jj = 0; jj < JB; ++jj) {
+            const T gj = g[c * R + j0 + jj];
+#pragma omp simd
+            for (int aa = 0; aa < 16; ++aa) s[jj][aa] += gj * fc[aa];
+        }
+    }
+    for (int jj = 0; jj < JB; ++jj)
+        for (int aa = 0; aa < 16; ++aa) acc[(j0 + jj) * D + a0 + aa] += s[jj][aa];
+}
+
+template <typename T, int W>
+static void rows_grad(const T* f, const T* g, i64 nc, i64 R, i64 D, T* acc) {
+    if (nc == 0) return;
+    if (W == 1 && D < 16) {  // one or two qubits: plain loops
+        for (i64 c = 0; c < nc; ++c)
+            for (i64 j = 0; j < R; ++j) axpy<T>(g[c * R + j], f + c * D, acc + j * D, D);
+        return;
+    }
+    const i64 step = W == 1 ? 16 : 4;  // D = 4**n: a multiple of both from here on
+    for (i64 a0 = 0; a0 < D; a0 += step) {
+        i64 j0 = 0;
+        if (W == 1) {
+            for (; j0 + 6 <= R; j0 += 6) rows_grad_block1<T, 6>(f, g, nc, R, D, j0, a0, acc);
+            for (; j0 + 2 <= R; j0 += 2) rows_grad_block1<T, 2>(f, g, nc, R, D, j0, a0, acc);
+            for (; j0 < R; ++j0) rows_grad_block1<T, 1>(f, g, nc, R, D, j0, a0, acc);
+        } else {
+            for (; j0 + 4 <= R; j0 += 4) rows_grad_block<T, W, 4>(f, g, nc, R, D, j0, a0, acc);
+            for (; j0 + 2 <= R; j0 += 2) rows_grad_block<T, W, 2>(f, g, nc, R, D, j0, a0, acc);
+            for (; j0 < R; ++j0) rows_grad_block<T, W, 1>(f, g, nc, R, D, j0, a0, acc);
+        }
+    }
 }
 
 // The Heisenberg form's evaluation of both VQC groups on W lanes (the group's own sizes: its
@@ -1245,47 +1299,50 @@ struct HeisEv {
     }
 };
 
-// its backward: the group's features and read-out gradients of every step kept for the rows'
-// gradients, accumulated per lane once per lane group, summed over lanes in reduce()
+// its backward: the features and read-out gradients of every step kept (up to cap steps, about
+// 256 kB in float32) and turned into the rows' gradients by one product (rows_grad) per cap steps,
+// into the thread's share; reduce() adds the shares
 template <typename T, int W>
 struct HeisBackEv {
     const Dims& m; const T *rows_g, *rows_p; T *grows_g, *grows_p;
-    std::vector<T> fg_t, fp_t, ge_t, gp_t, q, gf, scratch, acc_g, acc_p;
+    const i64 cap;  // stored steps per flush
+    std::unique_ptr<T[]> fg, fp, eg, ep;  // uninitialised: written before they are read
+    std::vector<T> q, gf, scratch, acc_g, acc_p;
+    i64 ng = 0, np_ = 0;  // stored steps of each group
     HeisBackEv(const Dims& m_, const T* rg, const T* rp, T* gg, T* gp)
-        : m(m_), rows_g(rg), rows_p(rp), grows_g(gg), grows_p(gp), fg_t(m_.T * m_.Dg * W), fp_t(m_.T * m_.Dp * W),
-          ge_t(m_.T * m_.gg.R * W), gp_t(m_.T * m_.gp.R * W), q(4 * W),
-          gf((m_.Dg > m_.Dp ? m_.Dg : m_.Dp) * W),
+        : m(m_), rows_g(rg), rows_p(rp), grows_g(gg), grows_p(gp), cap(std::max<i64>(1, 65536 / (m_.Dg * W))),
+          fg(new T[cap * m_.Dg * W]), fp(new T[cap * m_.Dp * W]), eg(new T[cap * m_.gg.R * W]),
+          ep(new T[cap * m_.gp.R * W]), q(4 * W), gf((m_.Dg > m_.Dp ? m_.Dg : m_.Dp) * W),
           scratch(3 * (m_.Dg > m_.Dp ? m_.Dg : m_.Dp) * W + 4 * (m_.gg.nq > m_.gp.nq ? m_.gg.nq : m_.gp.nq) * W),
-          acc_g(m_.gg.R * m_.Dg * W, T(0)), acc_p(m_.gp.R * m_.Dp * W, T(0)) {}
-    void process_back(i64 t, const T* u, const T* gp, T* gu) {
-        T* fp = fp_t.data() + t * m.Dp * W;
-        std::memcpy(gp_t.data() + t * m.gp.R * W, gp, sizeof(T) * m.gp.R * W);
-        features_lanes<T, W>(u, m.gp.nq, fp, q.data());
+          acc_g(m_.gg.R * m_.Dg, T(0)), acc_p(m_.gp.R * m_.Dp, T(0)) {}
+    void process_back(i64, const T* u, const T* gp, T* gu) {
+        if (np_ == cap) flush();
+        T* f = fp.get() + np_ * m.Dp * W;
+        std::memcpy(ep.get() + np_ * m.gp.R * W, gp, sizeof(T) * m.gp.R * W);
+        ++np_;
+        features_lanes<T, W>(u, m.gp.nq, f, q.data());
         combine_lanes<T, W>(gp, rows_p, m.gp.R, m.Dp, gf.data());
         features_back_lanes<T, W>(u, m.gp.nq, gf.data(), gu, scratch.data());
     }
-    void gates_back(i64 t, const T* v, const T* ge, T* gv) {
-        T* fg = fg_t.data() + t * m.Dg * W;
-        std::memcpy(ge_t.data() + t * m.gg.R * W, ge, sizeof(T) * m.gg.R * W);
-        features_lanes<T, W>(v, m.gg.nq, fg, q.data());
+    void gates_back(i64, const T* v, const T* ge, T* gv) {
+        if (ng == cap) flush();
+        T* f = fg.get() + ng * m.Dg * W;
+        std::memcpy(eg.get() + ng * m.gg.R * W, ge, sizeof(T) * m.gg.R * W);
+        ++ng;
+        features_lanes<T, W>(v, m.gg.nq, f, q.data());
         combine_lanes<T, W>(ge, rows_g, m.gg.R, m.Dg, gf.data());
         features_back_lanes<T, W>(v, m.gg.nq, gf.data(), gv, scratch.data());
     }
-    void end_group() {
-        accumulate_lanes<T, W>(fg_t.data(), ge_t.data(), m.T, m.gg.R, m.Dg, acc_g.data());
-        accumulate_lanes<T, W>(fp_t.data(), gp_t.data(), m.T, m.gp.R, m.Dp, acc_p.data());
+    void flush() {
+        rows_grad<T, W>(fg.get(), eg.get(), ng, m.gg.R, m.Dg, acc_g.data());
+        rows_grad<T, W>(fp.get(), ep.get(), np_, m.gp.R, m.Dp, acc_p.data());
+        ng = np_ = 0;
     }
+    void end_group() {}
+    void finish() { flush(); }
     void reduce() {
-        for (size_t i = 0; i < acc_g.size() / W; ++i) {
-            T s = 0;
-            for (int l = 0; l < W; ++l) s += acc_g[i * W + l];
-            grows_g[i] += s;
-        }
-        for (size_t i = 0; i < acc_p.size() / W; ++i) {
-            T s = 0;
-            for (int l = 0; l < W; ++l) s += acc_p[i * W + l];
-            grows_p[i] += s;
-        }
+        for (size_t i = 0; i < acc_g.size(); ++i) grows_g[i] += acc_g[i];
+        for (size_t i = 0; i < acc_p.size(); ++i) grows_p[i] += acc_p[i];
     }
 };
 
@@ -1459,6 +1516,7 @@ struct AdapterBackEv {
     void process_back(i64 t, const T* u, const T* gp, T* gu) { group_back(t, false, u, a.H, gp, gu); }
     void gates_back(i64 t, const T* v, const T* ge, T* gv) { group_back(t, true, v, a.n, ge, gv); }
     void end_group() { inner.end_group(); }
+    void finish() { inner.finish(); }
     void reduce() {
         inner.reduce();
         const T* q = mine.data();
@@ -1588,7 +1646,11 @@ static int hforward_any(const i64* d, void** p) {
 // 58 against 48 us; batch 128 with 16 lanes: 190 against 217 us)
 template <typename T>
 static int hbackward_any(const i64* d, void** p) {
-    if (d[16] == 16) return hbackward<T, 16>(d, p);
+    switch (d[16]) {
+        case 4: return hbackward<T, 4>(d, p);
+        case 8: return hbackward<T, 8>(d, p);
+        case 16: return hbackward<T, 16>(d, p);
+    }
     return backward<T>(d, p);
 }
 
