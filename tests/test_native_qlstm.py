@@ -244,6 +244,26 @@ def test_native_adapter_equals_the_torch_node(i, h, nq, batch, template, dtype, 
     _assert_matches(fast, _run(m, x, state, native=False), atol)
 
 
+@pytest.mark.parametrize("dtype,tol", [(F64, 1e-13), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("scale", [1e-6, 40.0])
+def test_native_gate_functions_near_zero_and_saturated(scale, dtype, tol):
+    """The kernels' own vectorised sigmoid and tanh (not libm's) where the pre-activations are tiny
+    or far into saturation (adapter mode: the output maps scale the VQCs' expectation values), in
+    either dtype against the float64 torch node, relative to each tensor's largest entry."""
+    ref_model = _model(1, 3, 1, n_qubits=4, mode="adapter")
+    with torch.no_grad():
+        ref_model.out_weight.mul_(scale)
+        ref_model.out_bias.mul_(scale)
+    m = _model(1, 3, 1, dtype=dtype, n_qubits=4, mode="adapter")
+    m.load_state_dict({k: v.to(dtype) for k, v in ref_model.state_dict().items()})
+    x, state = _inputs(20, 3, 1, 3, F64, 8)
+    ref = _run(ref_model, x, state, native=False)
+    x_d = x.detach().to(dtype).requires_grad_(True)
+    fast = _run(m, x_d, tuple(t.detach().to(dtype).requires_grad_(True) for t in state), native=True)
+    for a, b in zip([*fast[:3], *fast[3]], [*ref[:3], *ref[3]]):
+        assert (a.double() - b).abs().max() <= tol * b.abs().max()
+
+
 @pytest.mark.parametrize("template,layered", [("chen", False), ("chen", True), ("basic_entangler", True)])
 def test_native_adapter_node_gradcheck(template, layered):
     m = _model(1, 2, 1, n_qubits=3, mode="adapter", template=template)

@@ -28,7 +28,7 @@ from pathlib import Path
 __all__ = ["library", "available"]
 
 _SOURCE = Path(__file__).with_name("qlstm_kernels.cpp")
-_FLAGS = ["-O2", "-march=native", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC"]
+_FLAGS = ["-O2", "-march=native", "-fno-math-errno", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC"]
 _lock = threading.Lock()
 _state: dict = {}
 

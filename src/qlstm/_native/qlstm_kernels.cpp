@@ -334,17 +334,81 @@ static inline void axpy(T s, const T* x, T* y, i64 n) {
     for (i64 i = 0; i < n; ++i) y[i] += s * x[i];
 }
 
+// Branch-free exp, expm1, sigmoid and tanh that vectorise in loops over lanes (libm's are calls,
+// one value at a time). x = n ln 2 + r with |r| <= ln(2) / 2, expm1(r) by its Taylor series to a
+// relative error below the type's epsilon, 2**n by its exponent bits.
+static inline float pow2n(float n) {
+    return __builtin_bit_cast(float, (int32_t(n) + 127) << 23);
+}
+static inline double pow2n(double n) {
+    return __builtin_bit_cast(double, (int64_t(n) + 1023) << 52);
+}
+static inline float expm1_series(float r) {  // to r^8 / 8!
+    float p = 1.f / 40320;
+    p = p * r + 1.f / 5040; p = p * r + 1.f / 720; p = p * r + 1.f / 120; p = p * r + 1.f / 24;
+    p = p * r + 1.f / 6; p = p * r + 0.5f; p = p * r + 1.f;
+    return p * r;
+}
+static inline double expm1_series(double r) {  // to r^13 / 13!
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600; p = p * r + 1.0 / 39916800; p = p * r + 1.0 / 3628800; p = p * r + 1.0 / 362880;
+    p = p * r + 1.0 / 40320; p = p * r + 1.0 / 5040; p = p * r + 1.0 / 720; p = p * r + 1.0 / 120;
+    p = p * r + 1.0 / 24; p = p * r + 1.0 / 6; p = p * r + 0.5; p = p * r + 1.0;
+    return p * r;
+}
 template <typename T>
-static inline T sigmoid(T z) { return T(1) / (T(1) + std::exp(-z)); }
+static inline T expm1_reduced(T x, T& n) {
+    const bool f = sizeof(T) == 4;
+    const T lo = f ? T(-87) : T(-708), hi = f ? T(88) : T(709);
+    x = x < lo ? lo : (x > hi ? hi : x);
+    // round to nearest by adding and removing 1.5 * 2**(mantissa bits) (no floor: it does not
+    // vectorise without -fno-trapping-math)
+    const T magic = f ? T(12582912.0) : T(6755399441055744.0);
+    n = (x * T(1.4426950408889634) + magic) - magic;
+    return expm1_series((x - n * T(0.693145751953125)) - n * T(1.4286068203094172e-06));
+}
+template <typename T>
+static inline T vexp(T x) {
+    T n;
+    const T e = expm1_reduced<T>(x, n);
+    return (e + T(1)) * pow2n(n);
+}
+template <typename T>
+static inline T vexpm1(T x) {
+    T n;
+    const T e = expm1_reduced<T>(x, n);
+    const T s = pow2n(n);
+    return s * e + (s - T(1));
+}
+template <typename T>
+static inline T vsigmoid(T z) { return T(1) / (T(1) + vexp<T>(-z)); }
+template <typename T>
+static inline T vtanh(T z) {
+    const T t = vexpm1<T>(T(-2) * std::fabs(z));
+    return std::copysign(-t / (T(2) + t), z);
+}
 
 // The LSTM cell from the four pre-activations (forget, input, candidate, output): the values the
 // backward needs, c[6] = (sf, si, so, tg, c_prev, tanh c_t), and c_t; u_t = so * tanh c_t
 template <typename T>
 static inline T cell_step(T ef, T ei, T eg, T eo, T cprev, T* c) {
-    c[0] = sigmoid<T>(ef); c[1] = sigmoid<T>(ei); c[2] = sigmoid<T>(eo); c[3] = std::tanh(eg); c[4] = cprev;
+    c[0] = vsigmoid<T>(ef); c[1] = vsigmoid<T>(ei); c[2] = vsigmoid<T>(eo); c[3] = vtanh<T>(eg); c[4] = cprev;
     const T cn = c[0] * cprev + c[1] * c[3];
-    c[5] = std::tanh(cn);
+    c[5] = vtanh<T>(cn);
     return cn;
+}
+
+// the same on W lanes, vectorised: pre-activations ef .. eo [W], the cell state c [W] (updated),
+// the saved values sv [6][W] and u [W]
+template <typename T, int W>
+static inline void cell_lanes(const T* ef, const T* ei, const T* eg, const T* eo, T* c, T* sv, T* u) {
+#pragma omp simd
+    for (int l = 0; l < W; ++l) {
+        const T sf = vsigmoid<T>(ef[l]), si = vsigmoid<T>(ei[l]), so = vsigmoid<T>(eo[l]), tg = vtanh<T>(eg[l]);
+        const T cp = c[l], cn = sf * cp + si * tg, tc = vtanh<T>(cn);
+        sv[l] = sf; sv[W + l] = si; sv[2 * W + l] = so; sv[3 * W + l] = tg; sv[4 * W + l] = cp; sv[5 * W + l] = tc;
+        c[l] = cn; u[l] = so * tc;
+    }
 }
 
 // its backward: the pre-activations' gradients ge[0..3] (stride gs) from those of u_t and c_t (gc,
@@ -911,7 +975,7 @@ static void lanes_forward(const Rec& r, const T* x, const T* h0, const T* c0, T*
 #pragma omp parallel if (blocks >= 2)
     {
     auto ev = make();
-    std::vector<T> e(4 * H * W), pr(2 * H * W), vl(n * W), hl(H * W), cl(H * W), ul(H * W);
+    std::vector<T> e(4 * H * W), pr(2 * H * W), vl(n * W), hl(H * W), cl(H * W), ul(H * W), sv(6 * W);
 #pragma omp for schedule(static)
     for (i64 k = 0; k < blocks; ++k) {
         for (int l = 0; l < W; ++l) {
@@ -927,18 +991,17 @@ static void lanes_forward(const Rec& r, const T* x, const T* h0, const T* c0, T*
                 for (i64 j = 0; j < H; ++j) vl[(I + j) * W + l] = hl[j * W + l];
             }
             ev.gates(t, vl.data(), e.data());
-            for (i64 j = 0; j < H; ++j)
+            for (i64 j = 0; j < H; ++j) {
+                cell_lanes<T, W>(e.data() + j * W, e.data() + (H + j) * W, e.data() + (2 * H + j) * W,
+                                 e.data() + (3 * H + j) * W, cl.data() + j * W, sv.data(), ul.data() + j * W);
                 for (int l = 0; l < W; ++l) {
-                    T saved[6];
-                    const i64 z = j * W + l, b = k * W + l;
-                    cl[z] = cell_step<T>(e[z], e[(H + j) * W + l], e[(2 * H + j) * W + l], e[(3 * H + j) * W + l], cl[z],
-                                         saved);
-                    ul[z] = saved[2] * saved[5];
+                    const i64 b = k * W + l;
                     if (b < B) {
-                        for (int s6 = 0; s6 < 6; ++s6) cell[s6 * B * H + b * H + j] = saved[s6];
-                        u[b * H + j] = ul[z];
+                        for (int s6 = 0; s6 < 6; ++s6) cell[s6 * B * H + b * H + j] = sv[s6 * W + l];
+                        u[b * H + j] = ul[j * W + l];
                     }
                 }
+            }
             ev.process(t, ul.data(), pr.data());
             for (int l = 0; l < W; ++l) {
                 const i64 b = k * W + l;
