@@ -58,13 +58,18 @@ static Group read_group(const i64* d, void** p) {
     return g;
 }
 
-// workspace of one group: rots [G*M*9], history [S*R*D], rows [R*D]
-static i64 group_ws(const Group& g) { return g.G * g.M * 9 + g.S * g.R * g.D + g.R * g.D; }
+// The table build keeps a group's G*K <= TL rows as the lanes of [D][TL] arrays (the lanes past
+// G*K zero), so that every plan step is one vector operation over the rows whatever its wire's
+// stride. Workspace of one group: rots [G*M*9], their angles' cosines and sines [G*M*6], history
+// [S*D*TL] (each step's input), rows [R*D]
+static const i64 TL = 16;
+static i64 group_ws(const Group& g) { return g.G * g.M * 15 + g.S * TL * g.D + g.R * g.D; }
 
+// the Bloch rotation of Rot(phi, theta, omega) from cs = (cos phi, sin phi, cos theta, sin theta,
+// cos omega, sin omega)
 template <typename T>
-static void zyz(T phi, T theta, T omega, T* r) {
-    T c1 = std::cos(phi), s1 = std::sin(phi), c2 = std::cos(theta), s2 = std::sin(theta);
-    T c3 = std::cos(omega), s3 = std::sin(omega);
+static void zyz(const T* cs, T* r) {
+    const T c1 = cs[0], s1 = cs[1], c2 = cs[2], s2 = cs[3], c3 = cs[4], s3 = cs[5];
     T c2c1 = c2 * c1, c2s1 = c2 * s1;
     r[0] = c3 * c2c1 - s3 * s1; r[1] = -c3 * c2s1 - s3 * c1; r[2] = c3 * s2;
     r[3] = s3 * c2c1 + c3 * s1; r[4] = c3 * c1 - s3 * c2s1; r[5] = s3 * s2;
@@ -73,9 +78,8 @@ static void zyz(T phi, T theta, T omega, T* r) {
 
 // gradient of the three angles from that of R (gr [9])
 template <typename T>
-static void zyz_back(T phi, T theta, T omega, const T* gr, T* ga) {
-    T c1 = std::cos(phi), s1 = std::sin(phi), c2 = std::cos(theta), s2 = std::sin(theta);
-    T c3 = std::cos(omega), s3 = std::sin(omega);
+static void zyz_back(const T* cs, const T* gr, T* ga) {
+    const T c1 = cs[0], s1 = cs[1], c2 = cs[2], s2 = cs[3], c3 = cs[4], s3 = cs[5];
     const T dphi[9] = {-c3 * c2 * s1 - s3 * c1, -c3 * c2 * c1 + s3 * s1, 0,
                        -s3 * c2 * s1 + c3 * c1, -c3 * s1 - s3 * c2 * c1, 0,
                        s2 * s1, s2 * c1, 0};
@@ -90,113 +94,139 @@ static void zyz_back(T phi, T theta, T omega, const T* gr, T* ga) {
     ga[0] = a; ga[1] = b; ga[2] = c;
 }
 
-// One copy c of a group: its K rows after the plan, from the weights w [G][nw]; fills its share of
-// ws (rots, history, rows; the copies' shares are disjoint, so copies run in parallel).
+// the rotation of gate b in every lane (lane r < R: copy r / K; zero past R): rl [9][TL]
 template <typename T>
-static void table_forward(const Group& g, const T* w, T* ws, i64 c) {
-    T* rots = ws;
-    T* hist = rots + g.G * g.M * 9;
-    T* rows = hist + g.S * g.R * g.D;
-    for (i64 m = 0; m < g.M; ++m)
-        zyz<T>(w[c * g.nw + g.idx[m]], w[c * g.nw + g.idx[g.M + m]], w[c * g.nw + g.idx[2 * g.M + m]],
-               rots + (c * g.M + m) * 9);
-    const T* sign = (const T*)g.sign;
-    const i64 r0 = c * g.K, r1 = r0 + g.K;
-    std::memcpy(rows + r0 * g.D, g.obs, sizeof(T) * g.K * g.D);
-    for (i64 s = 0; s < g.S; ++s) {
-        T* before = hist + s * g.R * g.D;
-        std::memcpy(before + r0 * g.D, rows + r0 * g.D, sizeof(T) * g.K * g.D);
-        const i64 type = g.plan[3 * s], a = g.plan[3 * s + 1], b = g.plan[3 * s + 2];
-        if (type == 0) {
-            const i64* src = g.src + a * g.D;
-            const T* sg = sign + a * g.D;
-            for (i64 r = r0; r < r1; ++r) {
-                const T* in = before + r * g.D;
-                T* out = rows + r * g.D;
-                for (i64 i = 0; i < g.D; ++i) out[i] = in[src[i]] * sg[i];
-            }
-            continue;
-        }
-        const T* R3 = rots + (c * g.M + b) * 9;
-        const T r00 = R3[0], r01 = R3[1], r02 = R3[2], r10 = R3[3], r11 = R3[4], r12 = R3[5];
-        const T r20 = R3[6], r21 = R3[7], r22 = R3[8];
-        const i64 st = pow4(g.nq - 1 - a), blocks = (r1 - r0) * pow4(a);
-        const T* x = before + r0 * g.D;
-        T* y = rows + r0 * g.D;
-        for (i64 hb = 0; hb < blocks; ++hb, x += 4 * st, y += 4 * st) {
-#pragma omp simd
-            for (i64 lo = 0; lo < st; ++lo) {
-                const T x1 = x[st + lo], x2 = x[2 * st + lo], x3 = x[3 * st + lo];
-                y[lo] = x[lo];  // the identity component
-                y[st + lo] = x1 * r00 + x2 * r10 + x3 * r20;
-                y[2 * st + lo] = x1 * r01 + x2 * r11 + x3 * r21;
-                y[3 * st + lo] = x1 * r02 + x2 * r12 + x3 * r22;
-            }
-        }
+static void lane_rotations(const Group& g, const T* rots, i64 b, T* rl) {
+    for (i64 r = 0; r < TL; ++r) {
+        const T* R3 = rots + ((r / g.K) * g.M + b) * 9;
+        for (int e = 0; e < 9; ++e) rl[e * TL + r] = r < g.R ? R3[e] : T(0);
     }
 }
 
-// One copy c: the gradient of its weights (gw [G][nw], its row written) from that of its rows
-// (grows [R][D], its rows overwritten)
+// All copies of a group at once: the rows after the plan, from the weights w [G][nw], the rows in
+// lanes; fills the group's ws (rots, trig, history, rows [R][D]).
 template <typename T>
-static void table_backward(const Group& g, const T* w, const T* ws, T* grows, T* gw, i64 c) {
-    const T* rots = ws;
-    const T* hist = rots + g.G * g.M * 9;
+static void table_forward(const Group& g, const T* w, T* ws) {
+    const i64 R = TL, D = g.D, M = g.M;
+    T* rots = ws;
+    T* trig = rots + g.G * M * 9;
+    T* hist = trig + g.G * M * 6;
+    T* rows = hist + g.S * R * D;  // [g.R][D]
+    for (i64 c = 0; c < g.G; ++c)
+        for (i64 m = 0; m < M; ++m) {
+            T* cs = trig + (c * M + m) * 6;
+            for (int e = 0; e < 3; ++e) {
+                const T angle = w[c * g.nw + g.idx[e * M + m]];
+                cs[2 * e] = std::cos(angle); cs[2 * e + 1] = std::sin(angle);
+            }
+            zyz<T>(cs, rots + (c * M + m) * 9);
+        }
+    std::vector<T> last(D * R), rl(9 * R);
+    std::fill(last.begin(), last.end(), T(0));
+    const T* obs = (const T*)g.obs;
+    T* in = g.S > 0 ? hist : last.data();
+    std::fill(in, in + D * R, T(0));
+    for (i64 c = 0; c < g.G; ++c)
+        for (i64 k = 0; k < g.K; ++k)
+            for (i64 i = 0; i < D; ++i) in[i * R + c * g.K + k] = obs[k * D + i];
     const T* sign = (const T*)g.sign;
-    std::vector<T> grot(g.M * 9, T(0));
-    std::vector<T> tmp(g.D);
-    const i64 r0 = c * g.K, r1 = r0 + g.K;
-    for (i64 s = g.S - 1; s >= 0; --s) {
-        const T* before = hist + s * g.R * g.D;
+    for (i64 s = 0; s < g.S; ++s) {
+        const T* x = hist + s * D * R;
+        T* y = s + 1 < g.S ? hist + (s + 1) * D * R : last.data();
         const i64 type = g.plan[3 * s], a = g.plan[3 * s + 1], b = g.plan[3 * s + 2];
         if (type == 0) {
-            const i64* inv = g.inv + a * g.D;
-            const T* sg = sign + a * g.D;
-            for (i64 r = r0; r < r1; ++r) {
-                T* gr = grows + r * g.D;
-                for (i64 i = 0; i < g.D; ++i) tmp[i] = gr[inv[i]] * sg[inv[i]];
-                std::memcpy(gr, tmp.data(), sizeof(T) * g.D);
+            const i64* src = g.src + a * D;
+            const T* sg = sign + a * D;
+            for (i64 i = 0; i < D; ++i) {
+                const T* xi = x + src[i] * R;
+                const T si = sg[i];
+                T* yi = y + i * R;
+#pragma omp simd
+                for (i64 r = 0; r < R; ++r) yi[r] = xi[r] * si;
             }
             continue;
         }
-        const T* R3 = rots + (c * g.M + b) * 9;
-        const T r00 = R3[0], r01 = R3[1], r02 = R3[2], r10 = R3[3], r11 = R3[4], r12 = R3[5];
-        const T r20 = R3[6], r21 = R3[7], r22 = R3[8];
-        T a00 = 0, a01 = 0, a02 = 0, a10 = 0, a11 = 0, a12 = 0, a20 = 0, a21 = 0, a22 = 0;
-        const i64 st = pow4(g.nq - 1 - a), blocks = (r1 - r0) * pow4(a);
-        const T* x = before + r0 * g.D;
-        T* gy = grows + r0 * g.D;  // in place: the gradient of the output, then of the input
-        // dL/dR_ij = sum x_(i+1) g_(j+1); dL/dx_(i+1) = sum_j R_ij g_(j+1); the identity part passes
-#define QLSTM_ROT_BACK_BODY                                                              \
-    const T x1 = x[st + lo], x2 = x[2 * st + lo], x3 = x[3 * st + lo];                   \
-    const T g1 = gy[st + lo], g2 = gy[2 * st + lo], g3 = gy[3 * st + lo];                \
-    a00 += x1 * g1; a01 += x1 * g2; a02 += x1 * g3;                                      \
-    a10 += x2 * g1; a11 += x2 * g2; a12 += x2 * g3;                                      \
-    a20 += x3 * g1; a21 += x3 * g2; a22 += x3 * g3;                                      \
-    gy[st + lo] = r00 * g1 + r01 * g2 + r02 * g3;                                        \
-    gy[2 * st + lo] = r10 * g1 + r11 * g2 + r12 * g3;                                    \
-    gy[3 * st + lo] = r20 * g1 + r21 * g2 + r22 * g3;
-        if (st >= 16) {
-            for (i64 hb = 0; hb < blocks; ++hb, x += 4 * st, gy += 4 * st) {
-#pragma omp simd reduction(+ : a00, a01, a02, a10, a11, a12, a20, a21, a22)
-                for (i64 lo = 0; lo < st; ++lo) { QLSTM_ROT_BACK_BODY }
+        lane_rotations<T>(g, rots, b, rl.data());
+        const T* q = rl.data();
+        const i64 st = pow4(g.nq - 1 - a), blocks = pow4(a);
+        for (i64 hb = 0; hb < blocks; ++hb)
+            for (i64 lo = 0; lo < st; ++lo) {
+                const i64 i0 = (hb * 4 * st + lo) * R, i1 = i0 + st * R, i2 = i1 + st * R, i3 = i2 + st * R;
+#pragma omp simd
+                for (i64 r = 0; r < R; ++r) {
+                    const T x1 = x[i1 + r], x2 = x[i2 + r], x3 = x[i3 + r];
+                    y[i0 + r] = x[i0 + r];  // the identity component
+                    y[i1 + r] = x1 * q[r] + x2 * q[3 * R + r] + x3 * q[6 * R + r];
+                    y[i2 + r] = x1 * q[R + r] + x2 * q[4 * R + r] + x3 * q[7 * R + r];
+                    y[i3 + r] = x1 * q[2 * R + r] + x2 * q[5 * R + r] + x3 * q[8 * R + r];
+                }
             }
-        } else {  // short strides: scalar sums over all blocks (a vector reduction per block costs more)
-            for (i64 hb = 0; hb < blocks; ++hb, x += 4 * st, gy += 4 * st)
-                for (i64 lo = 0; lo < st; ++lo) { QLSTM_ROT_BACK_BODY }
+    }
+    for (i64 r = 0; r < g.R; ++r)
+        for (i64 i = 0; i < D; ++i) rows[r * D + i] = last[i * R + r];
+}
+
+// All copies: the gradient of the weights (gw [G][nw], written) from that of the rows (grows [R][D])
+template <typename T>
+static void table_backward(const Group& g, const T* w, const T* ws, const T* grows, T* gw) {
+    const i64 R = TL, D = g.D, M = g.M;
+    const T* rots = ws;
+    const T* trig = rots + g.G * M * 9;
+    const T* hist = trig + g.G * M * 6;
+    const T* sign = (const T*)g.sign;
+    std::vector<T> grot(g.G * M * 9, T(0)), buf(2 * D * R), rl(9 * R), acc(9 * R);
+    T *gl = buf.data(), *tmp = gl + D * R;
+    for (i64 i = 0; i < D; ++i)
+        for (i64 r = 0; r < R; ++r) gl[i * R + r] = r < g.R ? grows[r * D + i] : T(0);
+    for (i64 s = g.S - 1; s >= 0; --s) {
+        const T* x = hist + s * D * R;  // the step's input
+        const i64 type = g.plan[3 * s], a = g.plan[3 * s + 1], b = g.plan[3 * s + 2];
+        if (type == 0) {
+            const i64* inv = g.inv + a * D;
+            const T* sg = sign + a * D;
+            for (i64 i = 0; i < D; ++i) {
+                const T* gi = gl + inv[i] * R;
+                const T si = sg[inv[i]];
+                T* ti = tmp + i * R;
+#pragma omp simd
+                for (i64 r = 0; r < R; ++r) ti[r] = gi[r] * si;
+            }
+            std::swap(gl, tmp);
+            continue;
         }
-#undef QLSTM_ROT_BACK_BODY
-        T* G3 = grot.data() + b * 9;
-        G3[0] += a00; G3[1] += a01; G3[2] += a02; G3[3] += a10; G3[4] += a11; G3[5] += a12;
-        G3[6] += a20; G3[7] += a21; G3[8] += a22;
+        lane_rotations<T>(g, rots, b, rl.data());
+        const T* q = rl.data();
+        T* A = acc.data();
+        std::fill(acc.begin(), acc.end(), T(0));
+        const i64 st = pow4(g.nq - 1 - a), blocks = pow4(a);
+        // dL/dR_ij = sum x_(i+1) g_(j+1); dL/dx_(i+1) = sum_j R_ij g_(j+1); the identity part passes
+        for (i64 hb = 0; hb < blocks; ++hb)
+            for (i64 lo = 0; lo < st; ++lo) {
+                const i64 i1 = (hb * 4 * st + lo + st) * R, i2 = i1 + st * R, i3 = i2 + st * R;
+#pragma omp simd
+                for (i64 r = 0; r < R; ++r) {
+                    const T x1 = x[i1 + r], x2 = x[i2 + r], x3 = x[i3 + r];
+                    const T g1 = gl[i1 + r], g2 = gl[i2 + r], g3 = gl[i3 + r];
+                    A[r] += x1 * g1; A[R + r] += x1 * g2; A[2 * R + r] += x1 * g3;
+                    A[3 * R + r] += x2 * g1; A[4 * R + r] += x2 * g2; A[5 * R + r] += x2 * g3;
+                    A[6 * R + r] += x3 * g1; A[7 * R + r] += x3 * g2; A[8 * R + r] += x3 * g3;
+                    gl[i1 + r] = q[r] * g1 + q[R + r] * g2 + q[2 * R + r] * g3;
+                    gl[i2 + r] = q[3 * R + r] * g1 + q[4 * R + r] * g2 + q[5 * R + r] * g3;
+                    gl[i3 + r] = q[6 * R + r] * g1 + q[7 * R + r] * g2 + q[8 * R + r] * g3;
+                }
+            }
+        for (i64 r = 0; r < g.R; ++r) {
+            T* G3 = grot.data() + ((r / g.K) * M + b) * 9;
+            for (int e = 0; e < 9; ++e) G3[e] += A[e * R + r];
+        }
     }
-    for (i64 i = 0; i < g.nw; ++i) gw[c * g.nw + i] = 0;
-    for (i64 m = 0; m < g.M; ++m) {
-        const i64 i0 = g.idx[m], i1 = g.idx[g.M + m], i2 = g.idx[2 * g.M + m];
-        T ga[3];
-        zyz_back<T>(w[c * g.nw + i0], w[c * g.nw + i1], w[c * g.nw + i2], grot.data() + m * 9, ga);
-        gw[c * g.nw + i0] += ga[0]; gw[c * g.nw + i1] += ga[1]; gw[c * g.nw + i2] += ga[2];
-    }
+    for (i64 i = 0; i < g.G * g.nw; ++i) gw[i] = 0;
+    for (i64 c = 0; c < g.G; ++c)
+        for (i64 m = 0; m < M; ++m) {
+            T ga[3];
+            zyz_back<T>(trig + (c * M + m) * 6, grot.data() + (c * M + m) * 9, ga);
+            for (int e = 0; e < 3; ++e) gw[c * g.nw + g.idx[e * M + m]] += ga[e];
+        }
 }
 
 // the Chen encoding's derivative: dL/dv from the gradients (g1, g2, g3) of the 4-vector's last three
@@ -447,7 +477,7 @@ static Dims read_dims(const i64* d, void** consts) {
 }
 
 template <typename T>
-static const T* rows_of(const Group& g, const T* ws) { return ws + g.G * g.M * 9 + g.S * g.R * g.D; }
+static const T* rows_of(const Group& g, const T* ws) { return ws + g.G * g.M * 15 + g.S * TL * g.D; }
 
 template <typename T>
 static bool finite(const T* a, i64 n) {
@@ -465,17 +495,13 @@ static int nonfinite(const T* x, const T* h0, const T* c0, i64 nx, i64 nh) {
     return 0;
 }
 
-// p: consts (12), w_gates, w_proc, workspace: every copy of both groups, in parallel
+// p: consts (12), w_gates, w_proc, workspace: both groups' tables
 template <typename T>
 static int tables(const i64* d, void** p) {
     Dims m = read_dims(d, p);
     T* ws = (T*)p[14];
-    const i64 tasks = m.gg.G + m.gp.G;
-#pragma omp parallel for schedule(static) if (m.gg.R * m.Dg >= 1024)
-    for (i64 k = 0; k < tasks; ++k) {
-        if (k < m.gg.G) table_forward<T>(m.gg, (const T*)p[12], ws, k);
-        else table_forward<T>(m.gp, (const T*)p[13], ws + m.off_gp, k - m.gg.G);
-    }
+    table_forward<T>(m.gg, (const T*)p[12], ws);
+    table_forward<T>(m.gp, (const T*)p[13], ws + m.off_gp);
     return 0;
 }
 
@@ -575,20 +601,13 @@ static int backward(const i64* d, void** p) {
 }
 
 // p: consts (12), workspace, w_gates, w_proc, g_w_gates, g_w_proc (written), grows_gates,
-// grows_proc (the rows' gradients; overwritten)
+// grows_proc (the rows' gradients)
 template <typename T>
 static int tables_backward(const i64* d, void** p) {
     Dims m = read_dims(d, p);
-    const T *ws = (const T*)p[12], *wg = (const T*)p[13], *wp = (const T*)p[14];
-    T *gwg = (T*)p[15], *gwp = (T*)p[16];
-    T* grows_g = (T*)p[17];
-    T* grows_p = (T*)p[18];
-    const i64 tasks = m.gg.G + m.gp.G;
-#pragma omp parallel for schedule(static) if (m.gg.R * m.Dg >= 1024)
-    for (i64 k = 0; k < tasks; ++k) {
-        if (k < m.gg.G) table_backward<T>(m.gg, wg, ws, grows_g, gwg, k);
-        else table_backward<T>(m.gp, wp, ws + m.off_gp, grows_p, gwp, k - m.gg.G);
-    }
+    const T* ws = (const T*)p[12];
+    table_backward<T>(m.gg, (const T*)p[13], ws, (const T*)p[17], (T*)p[15]);
+    table_backward<T>(m.gp, (const T*)p[14], ws + m.off_gp, (const T*)p[18], (T*)p[16]);
     return 0;
 }
 

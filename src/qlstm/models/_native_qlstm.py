@@ -81,6 +81,8 @@ def _cached_spec(kind: str, cls, group_spec, gates, process, n: int, hidden: int
     if key not in cache:
         g = group_spec(gates, n, 4, hidden)
         p = group_spec(process, hidden, 2, hidden) if g is not None else None
+        if cls is NativeSpec and g is not None and p is not None and not (_lanes_fit(g) and _lanes_fit(p)):
+            p = None
         # the process program stays referenced, so that its id stays unique
         cache[key] = (process.program, None if p is None else cls(g, p, gates.dtype == torch.complex128))
     return cache[key][1]
@@ -124,6 +126,14 @@ def _weights_fit(w, copies: int) -> bool:
     ``[copies, 1, n_w]``, on the CPU."""
     return (w is not None and w.dim() in (2, 3) and w.shape[0] == copies and w.shape[1:-1].numel() == 1
             and w.device.type == "cpu")
+
+
+_TABLE_LANES = 16  # the kernels build the transfer rows of at most this many (copy, read-out) pairs at once
+
+
+def _lanes_fit(group: "_GroupSpec") -> bool:
+    """Whether the kernels' table build takes this group: copies x read-outs <= 16."""
+    return group.dims[1] * group.dims[2] <= _TABLE_LANES
 
 
 def _group_spec(bound, n: int, copies: int, k: int):
@@ -195,7 +205,10 @@ def _cached_adapter_spec(kind: str, cls, group_spec, split, vqc, n_qubits: int):
     cache = vqc.program._cache
     if key not in cache:
         both = group_spec(vqc, n_qubits, 6, n_qubits)
-        cache[key] = None if both is None else cls(split(both, 4), split(both, 2), vqc.dtype == torch.complex128)
+        groups = None if both is None else (split(both, 4), split(both, 2))
+        if cls is NativeSpec and groups is not None and not all(_lanes_fit(g) for g in groups):
+            groups = None
+        cache[key] = None if groups is None else cls(*groups, vqc.dtype == torch.complex128)
     return cache[key]
 
 
