@@ -1246,7 +1246,7 @@ static int lbackward(const i64* d, void** p) {
 
 // e[j][W] = sum_a rows[j][a] f[a][W] for j < nr, four rows at a time
 template <typename T, int W>
-static void dots_lanes(const T* f, const T* rows, i64 nr, i64 D, T* e) {
+static void dots_lanes_any(const T* f, const T* rows, i64 nr, i64 D, T* e) {
     i64 j = 0;
     for (; j + 4 <= nr; j += 4) {
         T s0[W], s1[W], s2[W], s3[W];
@@ -1280,7 +1280,7 @@ static void dots_lanes(const T* f, const T* rows, i64 nr, i64 D, T* e) {
 
 // gf[a][W] = sum_j rows[j][a] ge[j][W]
 template <typename T, int W>
-static void combine_lanes(const T* ge, const T* rows, i64 nr, i64 D, T* gf) {
+static void combine_lanes_any(const T* ge, const T* rows, i64 nr, i64 D, T* gf) {
     for (i64 a = 0; a < D; ++a) {
         T s[W];
         for (int l = 0; l < W; ++l) s[l] = 0;
@@ -1292,6 +1292,70 @@ static void combine_lanes(const T* ge, const T* rows, i64 nr, i64 D, T* gf) {
         }
         for (int l = 0; l < W; ++l) gf[a * W + l] = s[l];
     }
+}
+
+// dots_lanes and combine_lanes for a row count NR known at compile time: every row's accumulator
+// (dots) or read-out gradient (combine) stays in a register across the pass over the features
+template <typename T, int W, int NR>
+static void dots_fixed(const T* f, const T* rows, i64 D, T* e) {
+    T s[NR][W];
+    for (int j = 0; j < NR; ++j)
+        for (int l = 0; l < W; ++l) s[j][l] = 0;
+    for (i64 a = 0; a < D; ++a) {
+        const T* fa = f + a * W;
+#pragma GCC unroll 16
+        for (int j = 0; j < NR; ++j) {
+            const T c = rows[j * D + a];
+#pragma omp simd
+            for (int l = 0; l < W; ++l) s[j][l] += c * fa[l];
+        }
+    }
+    for (int j = 0; j < NR; ++j)
+        for (int l = 0; l < W; ++l) e[j * W + l] = s[j][l];
+}
+
+template <typename T, int W, int NR>
+static void combine_fixed(const T* ge, const T* rows, i64 D, T* gf) {
+    T g[NR][W];
+    for (int j = 0; j < NR; ++j)
+        for (int l = 0; l < W; ++l) g[j][l] = ge[j * W + l];
+    for (i64 a = 0; a < D; ++a) {
+        T s[W];
+        for (int l = 0; l < W; ++l) s[l] = 0;
+#pragma GCC unroll 16
+        for (int j = 0; j < NR; ++j) {
+            const T c = rows[j * D + a];
+#pragma omp simd
+            for (int l = 0; l < W; ++l) s[l] += c * g[j][l];
+        }
+        for (int l = 0; l < W; ++l) gf[a * W + l] = s[l];
+    }
+}
+
+// e[j][W] = sum_a rows[j][a] f[a][W] for j < nr
+template <typename T, int W>
+static void dots_lanes(const T* f, const T* rows, i64 nr, i64 D, T* e) {
+    switch (nr) {
+        case 4: return dots_fixed<T, W, 4>(f, rows, D, e);
+        case 6: return dots_fixed<T, W, 6>(f, rows, D, e);
+        case 8: return dots_fixed<T, W, 8>(f, rows, D, e);
+        case 12: return dots_fixed<T, W, 12>(f, rows, D, e);
+        case 16: return dots_fixed<T, W, 16>(f, rows, D, e);
+    }
+    dots_lanes_any<T, W>(f, rows, nr, D, e);
+}
+
+// gf[a][W] = sum_j rows[j][a] ge[j][W]
+template <typename T, int W>
+static void combine_lanes(const T* ge, const T* rows, i64 nr, i64 D, T* gf) {
+    switch (nr) {
+        case 4: return combine_fixed<T, W, 4>(ge, rows, D, gf);
+        case 6: return combine_fixed<T, W, 6>(ge, rows, D, gf);
+        case 8: return combine_fixed<T, W, 8>(ge, rows, D, gf);
+        case 12: return combine_fixed<T, W, 12>(ge, rows, D, gf);
+        case 16: return combine_fixed<T, W, 16>(ge, rows, D, gf);
+    }
+    combine_lanes_any<T, W>(ge, rows, nr, D, gf);
 }
 
 // acc[j][a] += sum_c sum_l g[c][j][l] f[c][a][l] over nc stored steps (f [nc][D][W], g [nc][R][W]):
