@@ -566,18 +566,18 @@ static int backward(const i64* d, void** p) {
     std::memset(grows_p, 0, sizeof(T) * np_);
 #pragma omp parallel if (parallel_ok(B, m.Dg))
     {
-    std::vector<T> gp(2 * H), ge(4 * H), f(Dmax), q(4), gf(Dmax), gv(n), gu(H), scratch(3 * Dmax + 4 * n);
+    std::vector<T> gp(2 * H), ge(4 * H), f(Dmax), q(4), gf(Dmax), gv(n), gu(H), scratch(3 * Dmax + 4 * n), ghs(H),
+        gcs(H);
     std::vector<T> mine_g(ng, T(0)), mine_p(np_, T(0));  // this thread's share of the rows' gradients
 #pragma omp for schedule(static)
     for (i64 b = 0; b < B; ++b) {
-        T* gh = gh0 + b * H;
-        T* gc = gc0 + b * H;
-        std::memcpy(gh, g_h + b * H, sizeof(T) * H);
-        std::memcpy(gc, g_c + b * H, sizeof(T) * H);
+        T* gh = ghs.data();
+        T* gc = gcs.data();
+        for (i64 k = 0; k < H; ++k) { gh[k] = g_h ? g_h[b * H + k] : T(0); gc[k] = g_c ? g_c[b * H + k] : T(0); }
         for (i64 t = m.T - 1; t >= 0; --t) {
             const T* st = ws + m.off_steps + t * m.per_step;
             const T *v = st + b * n, *cell = st + B * n, *u = cell + 6 * B * H;
-            for (i64 k = 0; k < H; ++k) { gp[k] = gh[k]; gp[H + k] = g_out[(b * m.T + t) * H + k]; }
+            for (i64 k = 0; k < H; ++k) { gp[k] = gh[k]; gp[H + k] = g_out ? g_out[(b * m.T + t) * H + k] : T(0); }
             features_lanes<T, 1>(u + b * H, H, f.data(), q.data());
             for (i64 j = 0; j < 2 * H; ++j) axpy<T>(gp[j], f.data(), mine_p.data() + j * m.Dp, m.Dp);
             combine<T>(gp.data(), rows_p, 2 * H, m.Dp, gf.data());
@@ -587,8 +587,13 @@ static int backward(const i64* d, void** p) {
             for (i64 j = 0; j < 4 * H; ++j) axpy<T>(ge[j], f.data(), mine_g.data() + j * m.Dg, m.Dg);
             combine<T>(ge.data(), rows_g, 4 * H, m.Dg, gf.data());
             features_back_lanes<T, 1>(v, n, gf.data(), gv.data(), scratch.data());
-            for (i64 i = 0; i < I; ++i) gx[(b * m.T + t) * I + i] = gv[i];
+            if (gx)
+                for (i64 i = 0; i < I; ++i) gx[(b * m.T + t) * I + i] = gv[i];
             for (i64 k = 0; k < H; ++k) gh[k] = gv[I + k];
+        }
+        for (i64 k = 0; k < H; ++k) {
+            if (gh0) gh0[b * H + k] = gh[k];
+            if (gc0) gc0[b * H + k] = gc[k];
         }
     }
 #pragma omp critical
@@ -1054,8 +1059,8 @@ static void lanes_backward(const Rec& r, const T* steps, const T* g_out, const T
         for (int l = 0; l < W; ++l) {
             const i64 b = k * W + l;
             for (i64 j = 0; j < H; ++j) {
-                ghl[j * W + l] = b < B ? g_h[b * H + j] : T(0);
-                gcl[j * W + l] = b < B ? g_c[b * H + j] : T(0);
+                ghl[j * W + l] = b < B && g_h ? g_h[b * H + j] : T(0);
+                gcl[j * W + l] = b < B && g_c ? g_c[b * H + j] : T(0);
             }
         }
         for (i64 t = r.T - 1; t >= 0; --t) {
@@ -1065,7 +1070,7 @@ static void lanes_backward(const Rec& r, const T* steps, const T* g_out, const T
                 const i64 b = lane_sample(k, l, W, B), real = k * W + l;
                 for (i64 j = 0; j < H; ++j) {
                     gp[j * W + l] = ghl[j * W + l];
-                    gp[(H + j) * W + l] = real < B ? g_out[(b * r.T + t) * H + j] : T(0);
+                    gp[(H + j) * W + l] = real < B && g_out ? g_out[(b * r.T + t) * H + j] : T(0);
                     ul[j * W + l] = u[b * H + j];
                 }
                 for (i64 i = 0; i < n; ++i) vl[i * W + l] = st[b * n + i];
@@ -1080,14 +1085,17 @@ static void lanes_backward(const Rec& r, const T* steps, const T* g_out, const T
             for (int l = 0; l < W; ++l) {
                 const i64 b = k * W + l;
                 for (i64 j = 0; j < H; ++j) ghl[j * W + l] = gv[(I + j) * W + l];
-                if (b < B)
+                if (b < B && gx)
                     for (i64 i = 0; i < I; ++i) gx[(b * r.T + t) * I + i] = gv[i * W + l];
             }
         }
         for (int l = 0; l < W; ++l) {
             const i64 b = k * W + l;
             if (b < B)
-                for (i64 j = 0; j < H; ++j) { gh0[b * H + j] = ghl[j * W + l]; gc0[b * H + j] = gcl[j * W + l]; }
+                for (i64 j = 0; j < H; ++j) {
+                    if (gh0) gh0[b * H + j] = ghl[j * W + l];
+                    if (gc0) gc0[b * H + j] = gcl[j * W + l];
+                }
         }
         ev.end_group();
     }

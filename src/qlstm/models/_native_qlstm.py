@@ -220,14 +220,20 @@ def _dense(t: Tensor, dtype) -> Tensor:
     return t if t.dtype == dtype and t.is_contiguous() else t.to(dtype).contiguous()
 
 
-def _grad_buffers(g_out, g_h, g_c, b: int, t: int, i: int, hidden: int, dtype):
-    """The backward's incoming gradients, dense (zeros where autograd passed None), and the empty
-    buffers for the gradients of ``x``, ``h0``, ``c0``."""
-    g_out = torch.zeros(b, t, hidden, dtype=dtype) if g_out is None else _dense(g_out, dtype)
-    g_h = torch.zeros(b, hidden, dtype=dtype) if g_h is None else _dense(g_h, dtype)
-    g_c = torch.zeros(b, hidden, dtype=dtype) if g_c is None else _dense(g_c, dtype)
-    return (g_out, g_h, g_c, torch.empty(b, t, i, dtype=dtype), torch.empty(b, hidden, dtype=dtype),
-            torch.empty(b, hidden, dtype=dtype))
+def _grad_buffers(g_out, g_h, g_c, b: int, t: int, i: int, hidden: int, dtype, need):
+    """The backward's incoming gradients, dense (None where autograd passed None: the kernels read
+    zeros), and the empty buffers for the gradients of ``x``, ``h0``, ``c0`` where ``need``
+    (``ctx.needs_input_grad``, whose entries 1-3 are theirs) asks for them, else None (the kernels
+    skip them)."""
+    g_out, g_h, g_c = (None if g is None else _dense(g, dtype) for g in (g_out, g_h, g_c))
+    return (g_out, g_h, g_c, torch.empty(b, t, i, dtype=dtype) if need[1] else None,
+            torch.empty(b, hidden, dtype=dtype) if need[2] else None,
+            torch.empty(b, hidden, dtype=dtype) if need[3] else None)
+
+
+def _addr(t: Tensor | None) -> int:
+    """A tensor's data pointer for the kernels; 0 (NULL) for None."""
+    return 0 if t is None else t.data_ptr()
 
 
 _NONFINITE = {1: "QLSTM input", 2: "QLSTM state h_0", 3: "QLSTM state c_0"}
@@ -262,12 +268,12 @@ class NativeFaithfulQLSTM(torch.autograd.Function):
         spec, call = ctx.spec, ctx.call
         b, t, i, hidden = call.shape
         dtype = wg.dtype
-        g_out, g_h, g_c, gx, gh0, gc0 = _grad_buffers(g_out, g_h, g_c, b, t, i, hidden, dtype)
+        g_out, g_h, g_c, gx, gh0, gc0 = _grad_buffers(g_out, g_h, g_c, b, t, i, hidden, dtype, ctx.needs_input_grad)
         gwg, gwp = torch.empty_like(wg), torch.empty_like(wp)
         rg, rp = call.rows
         grows = torch.empty(rg + rp, dtype=dtype)
         rows_g = grows.data_ptr()
-        call.backward(call.dims, _ptrs(spec.consts + [a.data_ptr() for a in (ws, g_out, g_h, g_c, gx, gh0, gc0)]
+        call.backward(call.dims, _ptrs(spec.consts + [_addr(a) for a in (ws, g_out, g_h, g_c, gx, gh0, gc0)]
                                        + [rows_g, rows_g + rg * grows.element_size()]
                                        + [a.data_ptr() for a in (wg, wp, gwg, gwp)]))
         need = ctx.needs_input_grad
@@ -421,11 +427,11 @@ class NativeLayeredQLSTM(torch.autograd.Function):
         b, t, i, hidden = ctx.shapes
         dims, _, _, bwd = spec.call(b, t, i, hidden)
         dtype = ws.dtype
-        g_out, g_h, g_c, gx, gh0, gc0 = _grad_buffers(g_out, g_h, g_c, b, t, i, hidden, dtype)
+        g_out, g_h, g_c, gx, gh0, gc0 = _grad_buffers(g_out, g_h, g_c, b, t, i, hidden, dtype, ctx.needs_input_grad)
         gmg, gmp = torch.empty_like(mg), torch.empty_like(mp)
-        gwg = torch.empty_like(wg) if spec.gates.from_weights else gx
-        gwp = torch.empty_like(wp) if spec.process.from_weights else gx
-        bwd(dims, _ptrs(spec.consts + [a.data_ptr() for a in (ws, g_out, g_h, g_c, gx, gh0, gc0, mg, mp, gmg, gmp,
+        gwg = torch.empty_like(wg) if spec.gates.from_weights else None  # None: unused by the kernel
+        gwp = torch.empty_like(wp) if spec.process.from_weights else None
+        bwd(dims, _ptrs(spec.consts + [_addr(a) for a in (ws, g_out, g_h, g_c, gx, gh0, gc0, mg, mp, gmg, gmp,
                                                                   wg, wp, gwg, gwp)]))
         need = ctx.needs_input_grad
         grads = [gwg if spec.gates.from_weights else torch.view_as_complex(gmg),
@@ -467,14 +473,14 @@ class NativeAdapterQLSTM(torch.autograd.Function):
         spec, call = ctx.spec, ctx.call
         b, t, i, hidden = call.shape
         dtype = ws.dtype
-        g_out, g_h, g_c, gx, gh0, gc0 = _grad_buffers(g_out, g_h, g_c, b, t, i, hidden, dtype)
+        g_out, g_h, g_c, gx, gh0, gc0 = _grad_buffers(g_out, g_h, g_c, b, t, i, hidden, dtype, ctx.needs_input_grad)
         rg, rp = call.rows
         grows = torch.empty(rg + rp, dtype=dtype)
         rows_g = grows.data_ptr()
         g_vqc = torch.empty_like(w_vqc)
         g_lin = [torch.empty_like(a) for a in lin]
         call.adapter_backward(call.dims, _ptrs(
-            spec.consts + [a.data_ptr() for a in (ws, g_out, g_h, g_c, gx, gh0, gc0)]
+            spec.consts + [_addr(a) for a in (ws, g_out, g_h, g_c, gx, gh0, gc0)]
             + [rows_g, rows_g + rg * grows.element_size(), w_vqc.data_ptr(), g_vqc.data_ptr()]
             + [a.data_ptr() for a in lin] + [a.data_ptr() for a in g_lin]))
         need = ctx.needs_input_grad
@@ -535,7 +541,7 @@ class NativeLayeredAdapterQLSTM(torch.autograd.Function):
         b, t, i, hidden = ctx.shapes
         dims, _, _, bwd = spec.call(b, t, i, hidden, adapter=True)
         dtype = ws.dtype
-        g_out, g_h, g_c, gx, gh0, gc0 = _grad_buffers(g_out, g_h, g_c, b, t, i, hidden, dtype)
+        g_out, g_h, g_c, gx, gh0, gc0 = _grad_buffers(g_out, g_h, g_c, b, t, i, hidden, dtype, ctx.needs_input_grad)
         gmg, gmp = torch.empty_like(mg), torch.empty_like(mp)
         if spec.gates.from_weights:
             gw = torch.empty_like(w)
@@ -543,9 +549,9 @@ class NativeLayeredAdapterQLSTM(torch.autograd.Function):
             w_ptrs = [w.data_ptr(), w.data_ptr() + half, gw.data_ptr(), gw.data_ptr() + half]
         else:
             gw = None
-            w_ptrs = [gx.data_ptr()] * 4  # unused
+            w_ptrs = [0] * 4  # unused
         g_lin = [torch.empty_like(a) for a in lin]
-        bwd(dims, _ptrs(spec.consts + [a.data_ptr() for a in (ws, g_out, g_h, g_c, gx, gh0, gc0, mg, mp, gmg, gmp)]
+        bwd(dims, _ptrs(spec.consts + [_addr(a) for a in (ws, g_out, g_h, g_c, gx, gh0, gc0, mg, mp, gmg, gmp)]
                         + w_ptrs + [a.data_ptr() for a in lin] + [a.data_ptr() for a in g_lin]))
         g_vqc = gw if spec.gates.from_weights else torch.cat([torch.view_as_complex(gmg), torch.view_as_complex(gmp)], 2)
         need = ctx.needs_input_grad
