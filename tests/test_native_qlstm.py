@@ -109,7 +109,7 @@ def _kind(m):
     args = m._native_args()
     if args is None:
         return None
-    spec = m._native_specs[(m.gates.weight.dtype, "cpu")]
+    spec = m._native_specs[(m.gates.weight.dtype, m.gates.weight.device)]
     return "layered" if isinstance(spec, type(native_layered_spec(m.gates.bind(), m.process.bind(), m.n_qubits,
                                                                       m.hidden_size))) else "heisenberg"
 

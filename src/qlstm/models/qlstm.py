@@ -244,7 +244,7 @@ class QLSTM(nn.Module):
         Heisenberg form, else the layered one), or None where neither applies; which one is decided
         once per dtype and device."""
         weight = self.gates.weight
-        key = (weight.dtype, str(weight.device))
+        key = (weight.dtype, weight.device)
         cache = self.__dict__.setdefault("_native_specs", {})
         if key not in cache:
             spec = None
@@ -311,7 +311,7 @@ class QLSTM(nn.Module):
                              f"{_fmt(x.shape)} (batch_first={self.batch_first})")
         if finite:
             _check_finite("QLSTM input", x)
-        ref = next(self.parameters())
+        ref = self.gates.weight if self.mode == "faithful" else self.vqc.weight  # the first parameter
         x = x.to(ref.dtype)
         b = x.shape[0]
         if state is None:
