@@ -1340,31 +1340,26 @@ static void combine_fixed(const T* ge, const T* rows, i64 D, T* gf) {
     }
 }
 
-// e[j][W] = sum_a rows[j][a] f[a][W] for j < nr
-template <typename T, int W>
-static void dots_lanes(const T* f, const T* rows, i64 nr, i64 D, T* e) {
-    switch (nr) {
-        case 4: return dots_fixed<T, W, 4>(f, rows, D, e);
-        case 6: return dots_fixed<T, W, 6>(f, rows, D, e);
-        case 8: return dots_fixed<T, W, 8>(f, rows, D, e);
-        case 12: return dots_fixed<T, W, 12>(f, rows, D, e);
-        case 16: return dots_fixed<T, W, 16>(f, rows, D, e);
+// name<T, W>(in, rows, nr, D, out): fixed<T, W, nr>(in, rows, D, out) for the row counts with an
+// instance (4, 6, 8, 12, 16), any<T, W>(in, rows, nr, D, out) for the others
+#define QLSTM_ROWS_DISPATCH(name, fixed, any)                                  \
+    template <typename T, int W>                                                \
+    static void name(const T* in, const T* rows, i64 nr, i64 D, T* out) {       \
+        switch (nr) {                                                           \
+            case 4: return fixed<T, W, 4>(in, rows, D, out);                    \
+            case 6: return fixed<T, W, 6>(in, rows, D, out);                    \
+            case 8: return fixed<T, W, 8>(in, rows, D, out);                    \
+            case 12: return fixed<T, W, 12>(in, rows, D, out);                  \
+            case 16: return fixed<T, W, 16>(in, rows, D, out);                  \
+        }                                                                       \
+        any<T, W>(in, rows, nr, D, out);                                        \
     }
-    dots_lanes_any<T, W>(f, rows, nr, D, e);
-}
 
-// gf[a][W] = sum_j rows[j][a] ge[j][W]
-template <typename T, int W>
-static void combine_lanes(const T* ge, const T* rows, i64 nr, i64 D, T* gf) {
-    switch (nr) {
-        case 4: return combine_fixed<T, W, 4>(ge, rows, D, gf);
-        case 6: return combine_fixed<T, W, 6>(ge, rows, D, gf);
-        case 8: return combine_fixed<T, W, 8>(ge, rows, D, gf);
-        case 12: return combine_fixed<T, W, 12>(ge, rows, D, gf);
-        case 16: return combine_fixed<T, W, 16>(ge, rows, D, gf);
-    }
-    combine_lanes_any<T, W>(ge, rows, nr, D, gf);
-}
+// dots_lanes(f, rows, nr, D, e): e[j][W] = sum_a rows[j][a] f[a][W] for j < nr
+QLSTM_ROWS_DISPATCH(dots_lanes, dots_fixed, dots_lanes_any)
+// combine_lanes(ge, rows, nr, D, gf): gf[a][W] = sum_j rows[j][a] ge[j][W]
+QLSTM_ROWS_DISPATCH(combine_lanes, combine_fixed, combine_lanes_any)
+#undef QLSTM_ROWS_DISPATCH
 
 // acc[j][a] += sum_c sum_l g[c][j][l] f[c][a][l] over nc stored steps (f [nc][D][W], g [nc][R][W]):
 // the transfer rows' gradients as one register-blocked product, JB rows by four features per block
@@ -1458,45 +1453,44 @@ struct HeisEv {
 // into the thread's share; reduce() adds the shares
 template <typename T, int W>
 struct HeisBackEv {
-    const Dims& m; const T *rows_g, *rows_p; T *grows_g, *grows_p;
-    const i64 cap;  // stored steps per flush
-    std::unique_ptr<T[]> fg, fp, eg, ep;  // uninitialised: written before they are read
-    std::vector<T> q, gf, scratch, acc_g, acc_p;
-    i64 ng = 0, np_ = 0;  // stored steps of each group
-    HeisBackEv(const Dims& m_, const T* rg, const T* rp, T* gg, T* gp)
-        : m(m_), rows_g(rg), rows_p(rp), grows_g(gg), grows_p(gp), cap(std::max<i64>(1, 65536 / (m_.Dg * W))),
-          fg(new T[cap * m_.Dg * W]), fp(new T[cap * m_.Dp * W]), eg(new T[cap * m_.gg.R * W]),
-          ep(new T[cap * m_.gp.R * W]), q(4 * W), gf((m_.Dg > m_.Dp ? m_.Dg : m_.Dp) * W),
-          scratch(3 * (m_.Dg > m_.Dp ? m_.Dg : m_.Dp) * W + 4 * (m_.gg.nq > m_.gp.nq ? m_.gg.nq : m_.gp.nq) * W),
-          acc_g(m_.gg.R * m_.Dg, T(0)), acc_p(m_.gp.R * m_.Dp, T(0)) {}
-    void process_back(i64, const T* u, const T* gp, T* gu) {
-        if (np_ == cap) flush();
-        T* f = fp.get() + np_ * m.Dp * W;
-        std::memcpy(ep.get() + np_ * m.gp.R * W, gp, sizeof(T) * m.gp.R * W);
-        ++np_;
-        features_lanes<T, W>(u, m.gp.nq, f, q.data());
-        combine_lanes<T, W>(gp, rows_p, m.gp.R, m.Dp, gf.data());
-        features_back_lanes<T, W>(u, m.gp.nq, gf.data(), gu, scratch.data());
-    }
-    void gates_back(i64, const T* v, const T* ge, T* gv) {
-        if (ng == cap) flush();
-        T* f = fg.get() + ng * m.Dg * W;
-        std::memcpy(eg.get() + ng * m.gg.R * W, ge, sizeof(T) * m.gg.R * W);
-        ++ng;
-        features_lanes<T, W>(v, m.gg.nq, f, q.data());
-        combine_lanes<T, W>(ge, rows_g, m.gg.R, m.Dg, gf.data());
-        features_back_lanes<T, W>(v, m.gg.nq, gf.data(), gv, scratch.data());
-    }
-    void flush() {
-        rows_grad<T, W>(fg.get(), eg.get(), ng, m.gg.R, m.Dg, acc_g.data());
-        rows_grad<T, W>(fp.get(), ep.get(), np_, m.gp.R, m.Dp, acc_p.data());
-        ng = np_ = 0;
-    }
+    // one group's stored steps and share of the rows' gradients
+    struct Stash {
+        i64 nq, D, R, cap, n = 0;
+        const T* rows;
+        std::unique_ptr<T[]> f, e;  // uninitialised: written before they are read
+        std::vector<T> acc;
+        Stash(const Group& g, const T* rows_, i64 cap_)
+            : nq(g.nq), D(g.D), R(g.R), cap(cap_), rows(rows_), f(new T[cap_ * g.D * W]), e(new T[cap_ * g.R * W]),
+              acc(g.R * g.D, T(0)) {}
+        void flush() {
+            rows_grad<T, W>(f.get(), e.get(), n, R, D, acc.data());
+            n = 0;
+        }
+        // gv [nq][W] from the read-outs' gradient ge [R][W] at the values v [nq][W]; the step stored
+        void back(const T* v, const T* ge, T* gv, T* q, T* gf, T* scratch) {
+            if (n == cap) flush();
+            T* fs = f.get() + n * D * W;
+            std::memcpy(e.get() + n * R * W, ge, sizeof(T) * R * W);
+            ++n;
+            features_lanes<T, W>(v, nq, fs, q);
+            combine_lanes<T, W>(ge, rows, R, D, gf);
+            features_back_lanes<T, W>(v, nq, gf, gv, scratch);
+        }
+    };
+    T *grows_g, *grows_p;
+    Stash sg, sp;
+    std::vector<T> q, gf, scratch;
+    HeisBackEv(const Dims& m, const T* rg, const T* rp, T* gg, T* gp)
+        : grows_g(gg), grows_p(gp), sg(m.gg, rg, std::max<i64>(1, 65536 / (m.Dg * W))),
+          sp(m.gp, rp, std::max<i64>(1, 65536 / (m.Dg * W))), q(4 * W), gf((m.Dg > m.Dp ? m.Dg : m.Dp) * W),
+          scratch(3 * (m.Dg > m.Dp ? m.Dg : m.Dp) * W + 4 * (m.gg.nq > m.gp.nq ? m.gg.nq : m.gp.nq) * W) {}
+    void process_back(i64, const T* u, const T* gp, T* gu) { sp.back(u, gp, gu, q.data(), gf.data(), scratch.data()); }
+    void gates_back(i64, const T* v, const T* ge, T* gv) { sg.back(v, ge, gv, q.data(), gf.data(), scratch.data()); }
     void end_group() {}
-    void finish() { flush(); }
+    void finish() { sg.flush(); sp.flush(); }
     void reduce() {
-        for (size_t i = 0; i < acc_g.size(); ++i) grows_g[i] += acc_g[i];
-        for (size_t i = 0; i < acc_p.size(); ++i) grows_p[i] += acc_p[i];
+        for (size_t i = 0; i < sg.acc.size(); ++i) grows_g[i] += sg.acc[i];
+        for (size_t i = 0; i < sp.acc.size(); ++i) grows_p[i] += sp.acc[i];
     }
 };
 
