@@ -367,12 +367,23 @@ static inline void axpy(T s, const T* x, T* y, i64 n) {
 // Branch-free exp, expm1, sigmoid and tanh that vectorise in loops over lanes (libm's are calls,
 // one value at a time). x = n ln 2 + r with |r| <= ln(2) / 2, expm1(r) by its Taylor series to a
 // relative error below the type's epsilon, 2**n by its exponent bits.
-static inline float pow2n(float n) {
-    return __builtin_bit_cast(float, (int32_t(n) + 127) << 23);
+// (__builtin_bit_cast vectorises where a memcpy does not; older compilers get the memcpy)
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_bit_cast)
+#define QLSTM_BIT_CAST(T, v) __builtin_bit_cast(T, v)
+#endif
+#endif
+#ifndef QLSTM_BIT_CAST
+template <typename T, typename U>
+static inline T qlstm_bit_cast(U v) {
+    T t;
+    std::memcpy(&t, &v, sizeof t);
+    return t;
 }
-static inline double pow2n(double n) {
-    return __builtin_bit_cast(double, (int64_t(n) + 1023) << 52);
-}
+#define QLSTM_BIT_CAST(T, v) qlstm_bit_cast<T>(v)
+#endif
+static inline float pow2n(float n) { return QLSTM_BIT_CAST(float, (int32_t(n) + 127) << 23); }
+static inline double pow2n(double n) { return QLSTM_BIT_CAST(double, (int64_t(n) + 1023) << 52); }
 static inline float expm1_series(float r) {  // to r^8 / 8!
     float p = 1.f / 40320;
     p = p * r + 1.f / 5040; p = p * r + 1.f / 720; p = p * r + 1.f / 120; p = p * r + 1.f / 24;
