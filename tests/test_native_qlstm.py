@@ -75,17 +75,20 @@ def test_native_equals_the_torch_node(i, h, t, layers, template, batch, dtype, a
 @pytest.mark.parametrize("mode,hidden,nq", [("faithful", 3, None), ("faithful", 4, None), ("adapter", 3, 4),
                                             ("adapter", 3, 6)])  # Heisenberg, layered, each in both modes
 @pytest.mark.parametrize("batch", [1, 16])
-def test_native_backward_without_input_or_state_gradients(mode, hidden, nq, batch):
+@pytest.mark.parametrize("read", ["outputs", "h"])
+def test_native_backward_without_input_or_state_gradients(mode, hidden, nq, batch, read):
     """A training step's usual case: x and the (default zero) state need no gradient and the loss
-    reads only the outputs, so autograd passes None for g_h and g_c; the kernels then read zeros
-    and skip the gradients of x, h_0 and c_0. The parameters' gradients must not change."""
+    reads only the outputs (or only h_T), so autograd passes None for g_h and g_c (or g_out and
+    g_c); the kernels then read zeros and skip the gradients of x, h_0 and c_0. The parameters'
+    gradients must not change."""
     m = _model(1, hidden, 2, n_qubits=nq, mode=mode) if mode == "adapter" else _model(1, hidden, 2)
     x = torch.randn(batch, 3, 1, dtype=F64, generator=torch.Generator().manual_seed(4))
     grads = []
     for native in (True, False):
         m.native = native
-        out, _ = m(x)
-        grads.append(torch.autograd.grad(out[:, -1].sin().sum(), list(m.parameters())))
+        out, (h, _) = m(x)
+        loss = out[:, -1].sin().sum() if read == "outputs" else h.sin().sum()
+        grads.append(torch.autograd.grad(loss, list(m.parameters())))
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
 
