@@ -3,6 +3,7 @@ replace (qlstm.models._fused.FusedFaithfulQLSTM, itself tested against the step-
 tests/test_fused_qlstm.py), against finite differences, and their fallbacks."""
 
 import copy
+from dataclasses import replace
 import io
 import pickle
 
@@ -15,7 +16,7 @@ from qlstm.models._fused import FusedFaithfulQLSTM
 from qlstm.models._fused_adapter import FusedAdapterQLSTM
 from qlstm.models._fused_general import FusedGeneralQLSTM
 from qlstm.models._native_qlstm import (NativeAdapterQLSTM, NativeFaithfulQLSTM, NativeLayeredAdapterQLSTM,
-                                        NativeLayeredQLSTM, _lanes, native_adapter_spec, native_layered_adapter_spec,
+                                        NativeLayeredQLSTM, NativeSpec, _lanes, native_adapter_spec, native_layered_adapter_spec,
                                         native_layered_spec, native_spec)
 from qlstm.models.qlstm import QLSTM
 
@@ -115,6 +116,17 @@ def _kind(m):
     spec = m._native_specs[(m.gates.weight.dtype, m.gates.weight.device)]
     return "layered" if isinstance(spec, type(native_layered_spec(m.gates.bind(), m.process.bind(), m.n_qubits,
                                                                       m.hidden_size))) else "heisenberg"
+
+
+def test_native_table_lanes_bound():
+    """The kernels build a group's tables with copies x read-outs as at most 16 vector lanes: every
+    model's groups fit (4 copies x 3 read-outs here), a wider group is refused, not mis-built."""
+    m = _model(1, 3)
+    spec = native_spec(m.gates.bind(), m.process.bind(), 4, 3)
+    assert NativeSpec.fits(spec.gates, spec.process)
+    n, _, _, *rest = spec.gates.dims
+    wide = replace(spec.gates, dims=(n, 5, 4, *rest))
+    assert not NativeSpec.fits(wide, spec.process)
 
 
 def test_native_runs_where_it_applies_and_not_elsewhere():

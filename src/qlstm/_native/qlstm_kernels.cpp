@@ -20,10 +20,12 @@
 //   c = sigmoid(f) c + sigmoid(i) tanh(g),  u = sigmoid(o) tanh(c)
 //   p = rows_proc . features(u)    (2H values: h_t, then y_t)
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #ifdef _OPENMP
@@ -122,7 +124,6 @@ static void table_forward(const Group& g, const T* w, T* ws) {
             zyz<T>(cs, rots + (c * M + m) * 9);
         }
     std::vector<T> last(D * R), rl(9 * R);
-    std::fill(last.begin(), last.end(), T(0));
     const T* obs = (const T*)g.obs;
     T* in = g.S > 0 ? hist : last.data();
     std::fill(in, in + D * R, T(0));
@@ -1470,9 +1471,9 @@ struct HeisBackEv {
         const T* rows;
         std::unique_ptr<T[]> f, e;  // uninitialised: written before they are read
         std::vector<T> acc;
-        Stash(const Group& g, const T* rows_, i64 cap_)
-            : nq(g.nq), D(g.D), R(g.R), cap(cap_), rows(rows_), f(new T[cap_ * g.D * W]), e(new T[cap_ * g.R * W]),
-              acc(g.R * g.D, T(0)) {}
+        Stash(const Group& g, const T* rows_)
+            : nq(g.nq), D(g.D), R(g.R), cap(std::max<i64>(1, 65536 / (g.D * W))), rows(rows_), f(new T[cap * g.D * W]),
+              e(new T[cap * g.R * W]), acc(g.R * g.D, T(0)) {}
         void flush() {
             rows_grad<T, W>(f.get(), e.get(), n, R, D, acc.data());
             n = 0;
@@ -1492,8 +1493,7 @@ struct HeisBackEv {
     Stash sg, sp;
     std::vector<T> q, gf, scratch;
     HeisBackEv(const Dims& m, const T* rg, const T* rp, T* gg, T* gp)
-        : grows_g(gg), grows_p(gp), sg(m.gg, rg, std::max<i64>(1, 65536 / (m.Dg * W))),
-          sp(m.gp, rp, std::max<i64>(1, 65536 / (m.Dg * W))), q(4 * W), gf((m.Dg > m.Dp ? m.Dg : m.Dp) * W),
+        : grows_g(gg), grows_p(gp), sg(m.gg, rg), sp(m.gp, rp), q(4 * W), gf((m.Dg > m.Dp ? m.Dg : m.Dp) * W),
           scratch(3 * (m.Dg > m.Dp ? m.Dg : m.Dp) * W + 4 * (m.gg.nq > m.gp.nq ? m.gg.nq : m.gp.nq) * W) {}
     void process_back(i64, const T* u, const T* gp, T* gu) { sp.back(u, gp, gu, q.data(), gf.data(), scratch.data()); }
     void gates_back(i64, const T* v, const T* ge, T* gv) { sg.back(v, ge, gv, q.data(), gf.data(), scratch.data()); }
@@ -1790,28 +1790,22 @@ static int labackward(const i64* d, void** p) {
     return 0;
 }
 
-template <typename T>
-static int hforward_any(const i64* d, void** p) {
-    switch (d[16]) {
-        case 4: return hforward<T, 4>(d, p);
-        case 8: return hforward<T, 8>(d, p);
-        case 16: return hforward<T, 16>(d, p);
+// name<T>(d, p): lanes<T, W>(d, p) for the lane width W = d[16] (4, 8 or 16), else one<T>(d, p),
+// one sample at a time
+#define QLSTM_HEIS_DISPATCH(name, lanes, one)         \
+    template <typename T>                             \
+    static int name(const i64* d, void** p) {         \
+        switch (d[16]) {                              \
+            case 4: return lanes<T, 4>(d, p);         \
+            case 8: return lanes<T, 8>(d, p);         \
+            case 16: return lanes<T, 16>(d, p);       \
+        }                                             \
+        return one<T>(d, p);                          \
     }
-    return forward<T>(d, p);  // one sample at a time
-}
 
-// the backward takes lanes only at 16 per group: with 4 or 8 its rows-gradient accumulation
-// (a pass over [rows][D][W] per group) cost more than it saved (measured at 4 qubits, batch 16:
-// 58 against 48 us; batch 128 with 16 lanes: 190 against 217 us)
-template <typename T>
-static int hbackward_any(const i64* d, void** p) {
-    switch (d[16]) {
-        case 4: return hbackward<T, 4>(d, p);
-        case 8: return hbackward<T, 8>(d, p);
-        case 16: return hbackward<T, 16>(d, p);
-    }
-    return backward<T>(d, p);
-}
+QLSTM_HEIS_DISPATCH(hforward_any, hforward, forward)
+QLSTM_HEIS_DISPATCH(hbackward_any, hbackward, backward)
+#undef QLSTM_HEIS_DISPATCH
 
 // name<T>(d, p): fn<T, W>(d, p) for the lane width W = d[k] (1, 4, 8 or 16; -1 for another)
 #define QLSTM_LANE_DISPATCH(name, fn, k)                   \

@@ -37,6 +37,8 @@ from ..errors import InputError
 from ._fused import chen_heisenberg
 from ._fused_layered import layered_plan
 
+_TABLE_LANES = 16  # the kernels build the transfer rows of at most this many (copy, read-out) pairs at once
+
 __all__ = ["NativeAdapterQLSTM", "NativeFaithfulQLSTM", "NativeLayeredAdapterQLSTM", "NativeLayeredQLSTM",
            "native_adapter_spec", "native_layered_adapter_spec", "native_spec", "native_layered_spec"]
 
@@ -64,6 +66,11 @@ class _Spec:
         self.consts = gates.pointers() + process.pointers()
         self._calls: dict = {}
 
+    @staticmethod
+    def fits(gates, process) -> bool:
+        """Whether the kernels take these two groups (beyond what building them checked)."""
+        return True
+
     def __getstate__(self):  # pointers and ctypes arrays are per process: rebuilt on unpickling
         return {"gates": self.gates, "process": self.process, "double": self.double}
 
@@ -81,15 +88,19 @@ def _cached_spec(kind: str, cls, group_spec, gates, process, n: int, hidden: int
     if key not in cache:
         g = group_spec(gates, n, 4, hidden)
         p = group_spec(process, hidden, 2, hidden) if g is not None else None
-        if cls is NativeSpec and g is not None and p is not None and not (_lanes_fit(g) and _lanes_fit(p)):
-            p = None
         # the process program stays referenced, so that its id stays unique
-        cache[key] = (process.program, None if p is None else cls(g, p, gates.dtype == torch.complex128))
+        spec = None if p is None or not cls.fits(g, p) else cls(g, p, gates.dtype == torch.complex128)
+        cache[key] = (process.program, spec)
     return cache[key][1]
 
 
 class NativeSpec(_Spec):
     """The Heisenberg form's constants (:func:`native_spec`, :func:`native_adapter_spec`)."""
+
+    @staticmethod
+    def fits(gates, process) -> bool:
+        """The kernels build a group's tables with its copies x read-outs as at most 16 vector lanes."""
+        return all(g.dims[1] * g.dims[2] <= _TABLE_LANES for g in (gates, process))
 
     def call(self, batch: int, steps: int, inputs: int, hidden: int) -> "_Call":
         key = (batch, steps, inputs, hidden, torch.get_num_threads())
@@ -128,12 +139,6 @@ def _weights_fit(w, copies: int) -> bool:
             and w.device.type == "cpu")
 
 
-_TABLE_LANES = 16  # the kernels build the transfer rows of at most this many (copy, read-out) pairs at once
-
-
-def _lanes_fit(group: "_GroupSpec") -> bool:
-    """Whether the kernels' table build takes this group: copies x read-outs <= 16."""
-    return group.dims[1] * group.dims[2] <= _TABLE_LANES
 
 
 def _group_spec(bound, n: int, copies: int, k: int):
@@ -206,9 +211,7 @@ def _cached_adapter_spec(kind: str, cls, group_spec, split, vqc, n_qubits: int):
     if key not in cache:
         both = group_spec(vqc, n_qubits, 6, n_qubits)
         groups = None if both is None else (split(both, 4), split(both, 2))
-        if cls is NativeSpec and groups is not None and not all(_lanes_fit(g) for g in groups):
-            groups = None
-        cache[key] = None if groups is None else cls(*groups, vqc.dtype == torch.complex128)
+        cache[key] = None if groups is None or not cls.fits(*groups) else cls(*groups, vqc.dtype == torch.complex128)
     return cache[key]
 
 
