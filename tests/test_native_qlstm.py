@@ -94,6 +94,51 @@ def test_native_backward_without_input_or_state_gradients(mode, hidden, nq, batc
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("mode,hidden,nq", [("faithful", 3, None), ("faithful", 4, None), ("adapter", 3, 4),
+                                            ("adapter", 3, 6)])  # Heisenberg, layered, each in both modes
+@pytest.mark.parametrize("batch", [1, 16])
+def test_native_zero_state_as_none(mode, hidden, nq, batch):
+    """Without a state the model hands the native node None and the kernels start from zeros: the
+    same outputs, states ``[1, B, H]`` and gradients as an explicit zero state."""
+    m = _model(1, hidden, 2, n_qubits=nq, mode=mode) if mode == "adapter" else _model(1, hidden, 2)
+    assert m._resolved() is not None and m._resolved()[0].native
+    x = torch.randn(batch, 3, 1, dtype=F64, generator=torch.Generator().manual_seed(9), requires_grad=True)
+    zeros = tuple(torch.zeros(1, batch, hidden, dtype=F64) for _ in range(2))
+    runs = []
+    for state in (None, zeros):
+        out, (h, c) = m(x, state)
+        assert h.shape == c.shape == (1, batch, hidden)
+        loss = out.sin().sum() + (2 * h).sum() + c.square().sum()
+        runs.append((out, h, c, *torch.autograd.grad(loss, [x, *m.parameters()])))
+    for a, b in zip(*runs):
+        torch.testing.assert_close(a, b, atol=1e-13, rtol=0)
+
+
+def test_native_choice_follows_switches_and_parameters():
+    """The model memoises which native node runs; switching it off, replacing a parameter, changing
+    the dtype or asking for shots takes effect at the next call."""
+    m = _model(1, 3, 2)
+    x = torch.randn(4, 3, 1, dtype=F64, generator=torch.Generator().manual_seed(2))
+    first = m(x)[0]
+    assert m._resolved()[0].native
+    m.native = False
+    assert m._resolved()[0] == FusedFaithfulQLSTM.apply
+    torch.testing.assert_close(m(x)[0], first, atol=1e-12, rtol=0)
+    m.native = True
+    new = torch.nn.Parameter(torch.randn(m.gates.weight.shape, dtype=F64, generator=torch.Generator().manual_seed(5)))
+    m.gates.weight = new
+    assert m._resolved()[1][0] is new
+    fast = m(x)[0]
+    m.native = False
+    torch.testing.assert_close(fast, m(x)[0], atol=1e-12, rtol=0)
+    assert (fast - first).abs().max() > 1e-3  # the new weights, not the memoised ones
+    m.native = True
+    m.float()
+    assert m(x)[0].dtype == torch.float32 and m._resolved()[1][0].dtype == torch.float32
+    m.gates.shots = 100
+    assert m._resolved() is None  # finite shots: the step-by-step path
+
+
 def test_native_node_gradcheck():
     """Finite differences against every input of the node: data, state and both weight groups."""
     m = _model(1, 2, 2)
@@ -106,6 +151,12 @@ def test_native_node_gradcheck():
     wp = m.process.weight.detach().clone().requires_grad_(True)
     assert torch.autograd.gradcheck(lambda *a: NativeFaithfulQLSTM.apply(spec, *a), (x, h0, c0, wg, wp),
                                     eps=1e-6, atol=1e-6)
+    # the zero state as None, and states [1, B, H] (the model's), whose gradients keep that shape
+    assert torch.autograd.gradcheck(lambda x, wg, wp: NativeFaithfulQLSTM.apply(spec, x, None, None, wg, wp),
+                                    (x, wg, wp), eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(lambda *a: NativeFaithfulQLSTM.apply(spec, *a),
+                                    (x, h0[None].detach().requires_grad_(True), c0[None].detach().requires_grad_(True),
+                                     wg, wp), eps=1e-6, atol=1e-6)
 
 
 def _kind(m):
@@ -136,7 +187,7 @@ def test_native_runs_where_it_applies_and_not_elsewhere():
     assert _kind(_model(1, 12)) is None  # 13 qubits: past NATIVE_LAYERED_MAX_QUBITS
     m = _model(1, 3)
     m.compiled = True  # what the user asked for: torch.compile, not the kernels
-    assert not getattr(m._fused_args()[0], "checks_finite", False)
+    assert not getattr(m._fused_args()[0], "native", False)
     m = _model(1, 3)
     m.native = False
     assert m._fused_args()[0] == FusedFaithfulQLSTM.apply
@@ -270,7 +321,7 @@ def test_native_adapter_equals_the_torch_node(i, h, nq, batch, template, dtype, 
     m = _model(i, h, 2, dtype=dtype, template=template, n_qubits=nq, mode="adapter")
     x, state = _inputs(batch, 3, i, h, dtype, 5)
     m.native = True
-    assert getattr(m._fused_adapter_args()[0], "checks_finite", False)  # the native node
+    assert getattr(m._fused_adapter_args()[0], "native", False)  # the native node
     fast = _run(m, x, state, native=True)
     m.native = False
     assert m._fused_adapter_args()[0] == FusedAdapterQLSTM.apply
@@ -312,7 +363,7 @@ def test_native_adapter_node_gradcheck(template, layered):
 
 
 def test_native_adapter_where_it_applies():
-    assert getattr(_model(1, 2, 1, n_qubits=8, mode="adapter")._fused_adapter_args()[0], "checks_finite", False)
+    assert getattr(_model(1, 2, 1, n_qubits=8, mode="adapter")._fused_adapter_args()[0], "native", False)
     m = _model(1, 2, 1, n_qubits=5, mode="adapter")
     m.native = False
     assert m._fused_adapter_args()[0] == FusedAdapterQLSTM.apply

@@ -498,12 +498,13 @@ static bool finite(const T* a, i64 n) {
     return true;
 }
 
-// 1, 2, 3 where x, h0, c0 hold a NaN or an infinity (nx, nh values), else 0
+// 1, 2, 3 where x, h0, c0 hold a NaN or an infinity (nx, nh values), else 0; a NULL h0 or c0 is
+// the zero state
 template <typename T>
 static int nonfinite(const T* x, const T* h0, const T* c0, i64 nx, i64 nh) {
     if (!finite(x, nx)) return 1;
-    if (!finite(h0, nh)) return 2;
-    if (!finite(c0, nh)) return 3;
+    if (h0 && !finite(h0, nh)) return 2;
+    if (c0 && !finite(c0, nh)) return 3;
     return 0;
 }
 
@@ -517,7 +518,7 @@ static int tables(const i64* d, void** p) {
     return 0;
 }
 
-// p: consts (12), x, h0, c0, out, h_T, c_T, workspace (tables filled); one sample at a time.
+// p: consts (12), x, h0, c0 (NULL: zeros), out, h_T, c_T, workspace (tables filled); one sample at a time.
 // Returns 1, 2, 3 where x, h0, c0 hold a NaN or an infinity, before computing.
 template <typename T>
 static int forward(const i64* d, void** p) {
@@ -535,8 +536,7 @@ static int forward(const i64* d, void** p) {
     for (i64 b = 0; b < B; ++b) {
         T* h = hT + b * H;
         T* c = cT + b * H;
-        std::memcpy(h, h0 + b * H, sizeof(T) * H);
-        std::memcpy(c, c0 + b * H, sizeof(T) * H);
+        for (i64 k = 0; k < H; ++k) { h[k] = h0 ? h0[b * H + k] : T(0); c[k] = c0 ? c0[b * H + k] : T(0); }
         for (i64 t = 0; t < m.T; ++t) {
             T* st = ws + m.off_steps + t * m.per_step;
             T *v = st + b * n, *cell = st + B * n, *u = cell + 6 * B * H;
@@ -1016,7 +1016,10 @@ static void lanes_forward(const Rec& r, const T* x, const T* h0, const T* c0, T*
     for (i64 k = 0; k < blocks; ++k) {
         for (int l = 0; l < W; ++l) {
             const i64 b = lane_sample(k, l, W, B);
-            for (i64 j = 0; j < H; ++j) { hl[j * W + l] = h0[b * H + j]; cl[j * W + l] = c0[b * H + j]; }
+            for (i64 j = 0; j < H; ++j) {
+                hl[j * W + l] = h0 ? h0[b * H + j] : T(0);
+                cl[j * W + l] = c0 ? c0[b * H + j] : T(0);
+            }
         }
         for (i64 t = 0; t < r.T; ++t) {
             T* st = steps + t * r.per_step;

@@ -39,10 +39,10 @@ def first_order_only(backward):
 
     @functools.wraps(backward)
     def wrapper(ctx, *grads):
+        if not torch.is_grad_enabled():  # a plain backward (no create_graph): nothing records anyway
+            return backward(ctx, *grads)
         with torch.no_grad():
             outs = backward(ctx, *grads)
-        if not torch.is_grad_enabled():
-            return outs
         single = not isinstance(outs, tuple)
         name = type(ctx).__name__.removesuffix("Backward")
         wrapped = tuple(_Refuse.apply(_ANCHOR, o, name) if isinstance(o, torch.Tensor) else o

@@ -120,10 +120,17 @@ class _Call:
         self.ws = lib.qlstm_ws_size(self.dims)
         g, p = spec.gates, spec.process
         self.rows = (g.dims[1] * g.dims[2] * 4 ** g.dims[0], p.dims[1] * p.dims[2] * 4 ** p.dims[0])
+        self.ws_rows = self.ws + sum(self.rows)  # the forward's workspace, then the backward's rows' gradients
+        self._grow_offsets = (self.ws, self.ws + self.rows[0])
         self.forward = lib.qlstm_step_forward_f64 if spec.double else lib.qlstm_step_forward_f32
         self.backward = lib.qlstm_step_backward_f64 if spec.double else lib.qlstm_step_backward_f32
         self.adapter_forward = lib.qlstm_adapter_forward_f64 if spec.double else lib.qlstm_adapter_forward_f32
         self.adapter_backward = lib.qlstm_adapter_backward_f64 if spec.double else lib.qlstm_adapter_backward_f32
+
+    def grow_ptrs(self, ws: Tensor) -> list[int]:
+        """The addresses of the gate and processing rows' gradients in a workspace of ``ws_rows``."""
+        base, size = ws.data_ptr(), ws.element_size()
+        return [base + o * size for o in self._grow_offsets]
 
 
 def _stack(ts: list, dtype, *shape) -> Tensor:
@@ -223,15 +230,33 @@ def _dense(t: Tensor, dtype) -> Tensor:
     return t if t.dtype == dtype and t.is_contiguous() else t.to(dtype).contiguous()
 
 
-def _grad_buffers(g_out, g_h, g_c, b: int, t: int, i: int, hidden: int, dtype, need):
+def _state_in(h0, c0, dtype):
+    """The initial state for the kernels, dense; None stays None (NULL: the kernels start from zeros)."""
+    return None if h0 is None else _dense(h0, dtype), None if c0 is None else _dense(c0, dtype)
+
+
+def _state_out(b: int, hidden: int, dtype) -> tuple[Tensor, Tensor]:
+    """Empty ``h_T``, ``c_T``, each ``[1, B, H]`` (the state shape of ``torch.nn.LSTM``)."""
+    return torch.empty(1, b, hidden, dtype=dtype), torch.empty(1, b, hidden, dtype=dtype)
+
+
+def _grad_buffers(ctx, g_out, g_h, g_c, dtype):
     """The backward's incoming gradients, dense (None where autograd passed None: the kernels read
-    zeros), and the empty buffers for the gradients of ``x``, ``h0``, ``c0`` where ``need``
-    (``ctx.needs_input_grad``, whose entries 1-3 are theirs) asks for them, else None (the kernels
-    skip them)."""
-    g_out, g_h, g_c = (None if g is None else _dense(g, dtype) for g in (g_out, g_h, g_c))
-    return (g_out, g_h, g_c, torch.empty(b, t, i, dtype=dtype) if need[1] else None,
-            torch.empty(b, hidden, dtype=dtype) if need[2] else None,
-            torch.empty(b, hidden, dtype=dtype) if need[3] else None)
+    zeros), and the empty buffers for the gradients of ``x``, ``h0``, ``c0`` (of the shapes
+    ``ctx.in_shapes`` holds) where ``ctx.needs_input_grad`` (entries 1-3) asks for them, else None
+    (the kernels skip them)."""
+    need = ctx.needs_input_grad
+    g_out = None if g_out is None else _dense(g_out, dtype)
+    g_h = None if g_h is None else _dense(g_h, dtype)
+    g_c = None if g_c is None else _dense(g_c, dtype)
+    sx, sh, sc = ctx.in_shapes
+    return (g_out, g_h, g_c, torch.empty(sx, dtype=dtype) if need[1] else None,
+            torch.empty(sh, dtype=dtype) if need[2] else None, torch.empty(sc, dtype=dtype) if need[3] else None)
+
+
+def _in_shapes(x, h0, c0) -> tuple:
+    """The shapes of ``x``, ``h0``, ``c0`` (None for a state that is None), for their gradients."""
+    return x.shape, None if h0 is None else h0.shape, None if c0 is None else c0.shape
 
 
 def _addr(t: Tensor | None) -> int:
@@ -243,21 +268,24 @@ _NONFINITE = {1: "QLSTM input", 2: "QLSTM state h_0", 3: "QLSTM state c_0"}
 
 
 class NativeFaithfulQLSTM(torch.autograd.Function):
-    """``apply(spec, x [B, T, I], h0 [B, H], c0 [B, H], w_gates [4, 1, n_w], w_proc [2, 1, n_w'])``
-    -> ``(outputs [B, T, H], h_T [B, H], c_T [B, H])``; see the module docstring. Checks that
-    ``x``, ``h0``, ``c0`` are finite (:class:`~qlstm.errors.InputError` otherwise)."""
+    """``apply(spec, x [B, T, I], h0, c0, w_gates [4, 1, n_w], w_proc [2, 1, n_w'])`` ->
+    ``(outputs [B, T, H], h_T [1, B, H], c_T [1, B, H])``, the states ``[B, H]`` or ``[1, B, H]``,
+    or None for zeros; see the module docstring. Checks that ``x``, ``h0``, ``c0`` are finite
+    (:class:`~qlstm.errors.InputError` otherwise)."""
 
     @staticmethod
     def forward(ctx, spec: NativeSpec, x, h0, c0, w_gates, w_proc):
         b, t, i = x.shape
-        hidden = h0.shape[1]
+        hidden = spec.process.dims[0]
         call = spec.call(b, t, i, hidden)
         dtype = w_gates.dtype
-        x, h0, c0, wg, wp = (_dense(a, dtype) for a in (x, h0, c0, w_gates, w_proc))
-        ws = torch.empty(call.ws, dtype=dtype)
+        ctx.in_shapes = _in_shapes(x, h0, c0)
+        x, wg, wp = _dense(x, dtype), _dense(w_gates, dtype), _dense(w_proc, dtype)
+        h0, c0 = _state_in(h0, c0, dtype)
+        ws = torch.empty(call.ws_rows, dtype=dtype)  # the workspace, then room for the rows' gradients
         out = torch.empty(b, t, hidden, dtype=dtype)
-        h, c = torch.empty(b, hidden, dtype=dtype), torch.empty(b, hidden, dtype=dtype)
-        bad = call.forward(call.dims, _ptrs(spec.consts + [a.data_ptr() for a in (x, h0, c0, out, h, c, ws, wg, wp)]))
+        h, c = _state_out(b, hidden, dtype)
+        bad = call.forward(call.dims, _ptrs(spec.consts + [_addr(a) for a in (x, h0, c0, out, h, c, ws, wg, wp)]))
         if bad:
             raise InputError(f"{_NONFINITE.get(bad, 'QLSTM input')} contains NaN or Inf values")
         ctx.spec, ctx.call = spec, call
@@ -269,16 +297,10 @@ class NativeFaithfulQLSTM(torch.autograd.Function):
     def backward(ctx, g_out, g_h, g_c):
         ws, wg, wp = ctx.saved_tensors
         spec, call = ctx.spec, ctx.call
-        b, t, i, hidden = call.shape
-        dtype = wg.dtype
-        g_out, g_h, g_c, gx, gh0, gc0 = _grad_buffers(g_out, g_h, g_c, b, t, i, hidden, dtype, ctx.needs_input_grad)
+        g_out, g_h, g_c, gx, gh0, gc0 = _grad_buffers(ctx, g_out, g_h, g_c, wg.dtype)
         gwg, gwp = torch.empty_like(wg), torch.empty_like(wp)
-        rg, rp = call.rows
-        grows = torch.empty(rg + rp, dtype=dtype)
-        rows_g = grows.data_ptr()
         call.backward(call.dims, _ptrs(spec.consts + [_addr(a) for a in (ws, g_out, g_h, g_c, gx, gh0, gc0)]
-                                       + [rows_g, rows_g + rg * grows.element_size()]
-                                       + [a.data_ptr() for a in (wg, wp, gwg, gwp)]))
+                                       + call.grow_ptrs(ws) + [a.data_ptr() for a in (wg, wp, gwg, gwp)]))
         need = ctx.needs_input_grad
         return (None, gx if need[1] else None, gh0 if need[2] else None, gc0 if need[3] else None,
                 gwg if need[4] else None, gwp if need[5] else None)
@@ -388,8 +410,8 @@ def native_layered_spec(gates, process, n: int, hidden: int) -> LayeredSpec | No
 
 
 class NativeLayeredQLSTM(torch.autograd.Function):
-    """``apply(spec, x [B, T, I], h0 [B, H], c0 [B, H], gates, process)`` ->
-    ``(outputs [B, T, H], h_T [B, H], c_T [B, H])``: the faithful recurrence with every VQC as a
+    """``apply(spec, x [B, T, I], h0, c0, gates, process)`` -> ``(outputs [B, T, H], h_T [1, B, H],
+    c_T [1, B, H])`` (the states as for :class:`NativeFaithfulQLSTM`): the faithful recurrence with every VQC as a
     statevector, forward and adjoint backward in :file:`qlstm/_native/qlstm_kernels.cpp`.
 
     Each group's input is its weights ``[copies, 1, n_w]`` where its layers are ``Rot`` gates on
@@ -400,10 +422,12 @@ class NativeLayeredQLSTM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, spec: LayeredSpec, x, h0, c0, in_g, in_p):
         b, t, i = x.shape
-        hidden = h0.shape[1]
+        hidden = spec.process.dims[0]
         dims, ws_size, fwd, _ = spec.call(b, t, i, hidden)
         dtype = torch.float64 if spec.double else torch.float32
-        x, h0, c0 = (_dense(a, dtype) for a in (x, h0, c0))
+        ctx.in_shapes = _in_shapes(x, h0, c0)
+        x = _dense(x, dtype)
+        h0, c0 = _state_in(h0, c0, dtype)
         mats, weights = [], []
         for g, a in ((spec.gates, in_g), (spec.process, in_p)):
             if g.from_weights:
@@ -414,8 +438,8 @@ class NativeLayeredQLSTM(torch.autograd.Function):
                 mats.append(torch.view_as_real(a.contiguous()))
         ws = torch.empty(ws_size, dtype=dtype)
         out = torch.empty(b, t, hidden, dtype=dtype)
-        h, c = torch.empty(b, hidden, dtype=dtype), torch.empty(b, hidden, dtype=dtype)
-        bad = fwd(dims, _ptrs(spec.consts + [a.data_ptr() for a in (x, h0, c0, out, h, c, ws, *mats, *weights)]))
+        h, c = _state_out(b, hidden, dtype)
+        bad = fwd(dims, _ptrs(spec.consts + [_addr(a) for a in (x, h0, c0, out, h, c, ws, *mats, *weights)]))
         if bad:
             raise InputError(f"{_NONFINITE.get(bad, 'QLSTM input')} contains NaN or Inf values")
         ctx.spec, ctx.shapes = spec, (b, t, i, hidden)
@@ -429,8 +453,7 @@ class NativeLayeredQLSTM(torch.autograd.Function):
         spec = ctx.spec
         b, t, i, hidden = ctx.shapes
         dims, _, _, bwd = spec.call(b, t, i, hidden)
-        dtype = ws.dtype
-        g_out, g_h, g_c, gx, gh0, gc0 = _grad_buffers(g_out, g_h, g_c, b, t, i, hidden, dtype, ctx.needs_input_grad)
+        g_out, g_h, g_c, gx, gh0, gc0 = _grad_buffers(ctx, g_out, g_h, g_c, ws.dtype)
         gmg, gmp = torch.empty_like(mg), torch.empty_like(mp)
         gwg = torch.empty_like(wg) if spec.gates.from_weights else None  # None: unused by the kernel
         gwp = torch.empty_like(wp) if spec.process.from_weights else None
@@ -444,8 +467,9 @@ class NativeLayeredQLSTM(torch.autograd.Function):
 
 
 class NativeAdapterQLSTM(torch.autograd.Function):
-    """``apply(spec, x [B, T, I], h0 [B, H], c0 [B, H], wg [n, I+H], bg [n], wp [n, H], bp [n],
-    w_out [6, n, H], b_out [6, 1, H], w_vqc [6, 1, n_w])`` -> ``(outputs [B, T, H], h_T, c_T)``:
+    """``apply(spec, x [B, T, I], h0, c0, wg [n, I+H], bg [n], wp [n, H], bp [n], w_out [6, n, H],
+    b_out [6, 1, H], w_vqc [6, 1, n_w])`` -> ``(outputs [B, T, H], h_T [1, B, H], c_T [1, B, H])``
+    (the states as for :class:`NativeFaithfulQLSTM`):
     adapter mode (the recurrence of :class:`~qlstm.models._fused_adapter.FusedAdapterQLSTM`) with
     the VQCs in the Heisenberg form, forward and backward in the kernels. Checks that ``x``,
     ``h0``, ``c0`` are finite."""
@@ -453,15 +477,17 @@ class NativeAdapterQLSTM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, spec: NativeSpec, x, h0, c0, wg, bg, wp, bp, w_out, b_out, w_vqc):
         b, t, i = x.shape
-        hidden = h0.shape[1]
+        hidden = w_out.shape[-1]
         call = spec.call(b, t, i, hidden)
         dtype = w_vqc.dtype
-        x, h0, c0 = (_dense(a, dtype) for a in (x, h0, c0))
+        ctx.in_shapes = _in_shapes(x, h0, c0)
+        x = _dense(x, dtype)
+        h0, c0 = _state_in(h0, c0, dtype)
         params = [_dense(a, dtype) for a in (w_vqc, wg, bg, wp, bp, w_out, b_out)]
-        ws = torch.empty(call.ws, dtype=dtype)
+        ws = torch.empty(call.ws_rows, dtype=dtype)  # the workspace, then room for the rows' gradients
         out = torch.empty(b, t, hidden, dtype=dtype)
-        h, c = torch.empty(b, hidden, dtype=dtype), torch.empty(b, hidden, dtype=dtype)
-        bad = call.adapter_forward(call.dims, _ptrs(spec.consts + [a.data_ptr() for a in (x, h0, c0, out, h, c, ws)]
+        h, c = _state_out(b, hidden, dtype)
+        bad = call.adapter_forward(call.dims, _ptrs(spec.consts + [_addr(a) for a in (x, h0, c0, out, h, c, ws)]
                                                     + [a.data_ptr() for a in params]))
         if bad:
             raise InputError(f"{_NONFINITE.get(bad, 'QLSTM input')} contains NaN or Inf values")
@@ -474,17 +500,12 @@ class NativeAdapterQLSTM(torch.autograd.Function):
     def backward(ctx, g_out, g_h, g_c):
         ws, w_vqc, *lin = ctx.saved_tensors
         spec, call = ctx.spec, ctx.call
-        b, t, i, hidden = call.shape
-        dtype = ws.dtype
-        g_out, g_h, g_c, gx, gh0, gc0 = _grad_buffers(g_out, g_h, g_c, b, t, i, hidden, dtype, ctx.needs_input_grad)
-        rg, rp = call.rows
-        grows = torch.empty(rg + rp, dtype=dtype)
-        rows_g = grows.data_ptr()
+        g_out, g_h, g_c, gx, gh0, gc0 = _grad_buffers(ctx, g_out, g_h, g_c, ws.dtype)
         g_vqc = torch.empty_like(w_vqc)
         g_lin = [torch.empty_like(a) for a in lin]
         call.adapter_backward(call.dims, _ptrs(
             spec.consts + [_addr(a) for a in (ws, g_out, g_h, g_c, gx, gh0, gc0)]
-            + [rows_g, rows_g + rg * grows.element_size(), w_vqc.data_ptr(), g_vqc.data_ptr()]
+            + call.grow_ptrs(ws) + [w_vqc.data_ptr(), g_vqc.data_ptr()]
             + [a.data_ptr() for a in lin] + [a.data_ptr() for a in g_lin]))
         need = ctx.needs_input_grad
         grads = [gx, gh0, gc0, *g_lin, g_vqc]
@@ -509,10 +530,12 @@ class NativeLayeredAdapterQLSTM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, spec: LayeredSpec, x, h0, c0, wg, bg, wp, bp, w_out, b_out, vqc):
         b, t, i = x.shape
-        hidden = h0.shape[1]
+        hidden = w_out.shape[-1]
         dims, ws_size, fwd, _ = spec.call(b, t, i, hidden, adapter=True)
         dtype = torch.float64 if spec.double else torch.float32
-        x, h0, c0 = (_dense(a, dtype) for a in (x, h0, c0))
+        ctx.in_shapes = _in_shapes(x, h0, c0)
+        x = _dense(x, dtype)
+        h0, c0 = _state_in(h0, c0, dtype)
         lin = [_dense(a, dtype) for a in (wg, bg, wp, bp, w_out, b_out)]
         if spec.gates.from_weights:
             w = _dense(vqc, dtype)
@@ -527,8 +550,8 @@ class NativeLayeredAdapterQLSTM(torch.autograd.Function):
             keep = [x]
         ws = torch.empty(ws_size, dtype=dtype)
         out = torch.empty(b, t, hidden, dtype=dtype)
-        h, c = torch.empty(b, hidden, dtype=dtype), torch.empty(b, hidden, dtype=dtype)
-        bad = fwd(dims, _ptrs(spec.consts + [a.data_ptr() for a in (x, h0, c0, out, h, c, ws, *mats)] + w_ptrs
+        h, c = _state_out(b, hidden, dtype)
+        bad = fwd(dims, _ptrs(spec.consts + [_addr(a) for a in (x, h0, c0, out, h, c, ws, *mats)] + w_ptrs
                               + [a.data_ptr() for a in lin]))
         if bad:
             raise InputError(f"{_NONFINITE.get(bad, 'QLSTM input')} contains NaN or Inf values")
@@ -543,8 +566,7 @@ class NativeLayeredAdapterQLSTM(torch.autograd.Function):
         spec = ctx.spec
         b, t, i, hidden = ctx.shapes
         dims, _, _, bwd = spec.call(b, t, i, hidden, adapter=True)
-        dtype = ws.dtype
-        g_out, g_h, g_c, gx, gh0, gc0 = _grad_buffers(g_out, g_h, g_c, b, t, i, hidden, dtype, ctx.needs_input_grad)
+        g_out, g_h, g_c, gx, gh0, gc0 = _grad_buffers(ctx, g_out, g_h, g_c, ws.dtype)
         gmg, gmp = torch.empty_like(mg), torch.empty_like(mp)
         if spec.gates.from_weights:
             gw = torch.empty_like(w)

@@ -20,6 +20,7 @@ costs one encoding and one matrix product per group of VQCs.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import torch
@@ -203,6 +204,39 @@ class QLSTM(nn.Module):
             return layer
         return lambda v: layer(v)[index]
 
+    def _first_weight(self) -> Tensor:
+        """The first VQC weight: the reference for dtype and device."""
+        return self._modules["gates" if self.mode == "faithful" else "vqc"]._parameters["weight"]
+
+    def _memo_key(self) -> tuple:
+        """What the choice of a native node and its arguments depends on: the switches, the shots
+        and the parameter objects (identity, dtype, device)."""
+        mods = self._modules
+        if self.mode == "faithful":
+            g, p = mods["gates"], mods["process"]
+            wg, wp = g._parameters["weight"], p._parameters["weight"]
+            return (self.native, self.fused, self.compiled and torch.is_grad_enabled(), g.shots, p.shots,
+                    id(wg), id(wp), wg.dtype, wp.dtype, wg.device)
+        v = mods["vqc"]
+        w = v._parameters["weight"]
+        return (self.native, self.fused, v.shots, id(w), w.dtype, w.device, id(self._parameters["out_weight"]),
+                id(self._parameters["out_bias"]), *(id(t) for m in (mods["proj_gates"], mods["proj_process"])
+                                                    for t in m._parameters.values()))
+
+    def _resolved(self):
+        """:meth:`_fused_args` or :meth:`_fused_adapter_args`, memoised where the choice is a native
+        node whose arguments are the parameters themselves (the memo is keyed by
+        :meth:`_memo_key`; everything else, which builds tensors from the weights, runs every time)."""
+        key = self._memo_key()
+        memo = self.__dict__.get("_resolved_memo")
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        made = self._fused_args() if self.mode == "faithful" else self._fused_adapter_args()
+        if (made is not None and getattr(made[0], "native", False)
+                and all(isinstance(a, nn.Parameter) for a in made[1])):
+            self.__dict__["_resolved_memo"] = (key, made)
+        return made
+
     def _fused_args(self):
         """``(run, args)`` of the fused recurrence (``run(x, h0, c0, *args) -> (outputs, h_T, c_T)``:
         a fused node's ``apply`` or the compiled recurrence), or None where it does not apply."""
@@ -232,11 +266,11 @@ class QLSTM(nn.Module):
 
     @staticmethod
     def _native_run(node, spec):
-        """``run(x, h, c, *params)`` of a native node for ``spec``; it checks x, h, c for NaN/Inf itself."""
-        def run(x, h, c, *params):
-            return node.apply(spec, x, h, c, *params)
-
-        run.checks_finite = True
+        """``run(x, h, c, *params)`` of a native node for ``spec`` (``run.native``): it checks x, h, c
+        for NaN/Inf itself, takes the states as ``[1, B, H]`` or None (zeros) and returns ``h_T``,
+        ``c_T`` as ``[1, B, H]``."""
+        run = functools.partial(node.apply, spec)
+        run.native = True
         return run
 
     def _native_args(self):
@@ -294,9 +328,10 @@ class QLSTM(nn.Module):
             return None
         return FusedAdapterQLSTM.apply, (*linear, *vqc)
 
-    def _check(self, x: Tensor, state, finite: bool = True) -> tuple[Tensor, Tensor, Tensor]:
-        """``(x [B, T, I], h0 [B, H], c0 [B, H])`` checked and in the parameters' dtype; ``finite=False``
-        leaves the NaN/Inf check to the native node, which does it in its own pass over the data."""
+    def _check(self, x: Tensor, state, native: bool = False) -> tuple:
+        """``(x [B, T, I], h0 [B, H], c0 [B, H])`` checked and in the parameters' dtype. ``native``:
+        for a native node, which checks for NaN/Inf itself, in its own pass over the data, and takes
+        the states as ``[1, B, H]``, or None for zeros."""
         if not isinstance(x, Tensor) or x.dim() != 3:
             raise InputError(
                 f"QLSTM expects a 3-D input [batch, time, {self.input_size}] (batch_first={self.batch_first}), "
@@ -309,32 +344,39 @@ class QLSTM(nn.Module):
         if x.shape[0] == 0 or x.shape[1] == 0:
             raise InputError(f"QLSTM input must have at least one batch element and one time step, got shape "
                              f"{_fmt(x.shape)} (batch_first={self.batch_first})")
-        if finite:
+        if not native:
             _check_finite("QLSTM input", x)
-        ref = self.gates.weight if self.mode == "faithful" else self.vqc.weight  # the first parameter
-        x = x.to(ref.dtype)
+        ref = self._first_weight()
+        if x.dtype != ref.dtype:
+            x = x.to(ref.dtype)
         b = x.shape[0]
         if state is None:
+            if native:
+                return x, None, None
             z = torch.zeros(b, self.hidden_size, dtype=ref.dtype, device=ref.device)
             return x, z, z
         h, c = state
         for name, t in (("h_0", h), ("c_0", c)):
-            if tuple(t.shape) != (1, b, self.hidden_size):
-                raise InputError(f"QLSTM state {name} must be [1, {b}, {self.hidden_size}], got {_fmt(t.shape)}")
-            if finite:
+            if not isinstance(t, Tensor) or tuple(t.shape) != (1, b, self.hidden_size):
+                got = _fmt(t.shape) if isinstance(t, Tensor) else type(t).__name__
+                raise InputError(f"QLSTM state {name} must be [1, {b}, {self.hidden_size}], got {got}")
+            if not native:
                 _check_finite(f"QLSTM state {name}", t)
+        if native:
+            return x, h.to(ref.dtype), c.to(ref.dtype)
         return x, h[0].to(ref.dtype), c[0].to(ref.dtype)
 
     # -- forward ---------------------------------------------------------------
     def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None):
-        fused = self._fused_args() if self.mode == "faithful" else self._fused_adapter_args()
-        x, h, c = self._check(x, state, finite=fused is None or not getattr(fused[0], "checks_finite", False))
+        fused = self._resolved()
+        native = fused is not None and getattr(fused[0], "native", False)
+        x, h, c = self._check(x, state, native)
         if fused is not None:
             run, args = fused
             out, h, c = run(x, h, c, *args)
             if not self.batch_first:
                 out = out.transpose(0, 1)
-            return out, (h.unsqueeze(0), c.unsqueeze(0))
+            return out, ((h, c) if native else (h.unsqueeze(0), c.unsqueeze(0)))
         outputs = []
         if self.mode == "faithful":
             gates, process = self._vqc_runner(self.gates), self._vqc_runner(self.process)
