@@ -99,9 +99,11 @@ static void zyz_back(const T* cs, const T* gr, T* ga) {
 // the rotation of gate b in every lane (lane r < R: copy r / K; zero past R): rl [9][TL]
 template <typename T>
 static void lane_rotations(const Group& g, const T* rots, i64 b, T* rl) {
-    for (i64 r = 0; r < TL; ++r) {
-        const T* R3 = rots + ((r / g.K) * g.M + b) * 9;
-        for (int e = 0; e < 9; ++e) rl[e * TL + r] = r < g.R ? R3[e] : T(0);
+    std::fill(rl, rl + 9 * TL, T(0));
+    for (i64 c = 0; c < g.G; ++c) {
+        const T* R3 = rots + (c * g.M + b) * 9;
+        for (int e = 0; e < 9; ++e)
+            for (i64 k = 0; k < g.K; ++k) rl[e * TL + c * g.K + k] = R3[e];
     }
 }
 
@@ -216,9 +218,10 @@ static void table_backward(const Group& g, const T* w, const T* ws, const T* gro
                     gl[i3 + r] = q[6 * R + r] * g1 + q[7 * R + r] * g2 + q[8 * R + r] * g3;
                 }
             }
-        for (i64 r = 0; r < g.R; ++r) {
-            T* G3 = grot.data() + ((r / g.K) * M + b) * 9;
-            for (int e = 0; e < 9; ++e) G3[e] += A[e * R + r];
+        for (i64 c = 0; c < g.G; ++c) {
+            T* G3 = grot.data() + (c * M + b) * 9;
+            for (int e = 0; e < 9; ++e)
+                for (i64 k = 0; k < g.K; ++k) G3[e] += A[e * R + c * g.K + k];
         }
     }
     for (i64 i = 0; i < g.G * g.nw; ++i) gw[i] = 0;
