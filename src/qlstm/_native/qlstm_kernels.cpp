@@ -36,6 +36,11 @@ namespace {
 
 typedef int64_t i64;
 
+// Lane vectors: W values of T as one vector value (GCC/Clang vector extensions; unaligned, so they
+// may point anywhere into a buffer), for the loops over lanes whose accumulators must stay in
+// registers: written with plain arrays and `omp simd`, the compilers keep them in memory
+#define QLSTM_LANE_VECTOR(V, T, W) typedef T V __attribute__((vector_size((W) * sizeof(T)), aligned(sizeof(T))))
+
 // worth a parallel region: enough samples times features (a region costs a few microseconds)
 static bool parallel_ok(i64 samples, i64 features) { return samples >= 2 && samples * features >= 4096; }
 
@@ -50,6 +55,9 @@ struct Group {
 };
 
 static i64 pow4(i64 n) { return i64(1) << (2 * n); }
+
+// the batch padded to whole lane groups of W samples (the per-step values are kept per group)
+static i64 padded(i64 B, i64 W) { return W > 1 ? (B + W - 1) / W * W : B; }
 
 static Group read_group(const i64* d, void** p) {
     Group g;
@@ -137,32 +145,27 @@ static void table_forward(const Group& g, const T* w, T* ws) {
         const T* x = hist + s * D * R;
         T* y = s + 1 < g.S ? hist + (s + 1) * D * R : last.data();
         const i64 type = g.plan[3 * s], a = g.plan[3 * s + 1], b = g.plan[3 * s + 2];
+        QLSTM_LANE_VECTOR(V, T, TL);  // the rows as one vector value
+        const V* X = (const V*)x;
+        V* Y = (V*)y;
         if (type == 0) {
             const i64* src = g.src + a * D;
             const T* sg = sign + a * D;
-            for (i64 i = 0; i < D; ++i) {
-                const T* xi = x + src[i] * R;
-                const T si = sg[i];
-                T* yi = y + i * R;
-#pragma omp simd
-                for (i64 r = 0; r < R; ++r) yi[r] = xi[r] * si;
-            }
+            for (i64 i = 0; i < D; ++i) Y[i] = X[src[i]] * sg[i];
             continue;
         }
         lane_rotations<T>(g, rots, b, rl.data());
-        const T* q = rl.data();
+        const V* q = (const V*)rl.data();
+        const V q0 = q[0], q1 = q[1], q2 = q[2], q3 = q[3], q4 = q[4], q5 = q[5], q6 = q[6], q7 = q[7], q8 = q[8];
         const i64 st = pow4(g.nq - 1 - a), blocks = pow4(a);
         for (i64 hb = 0; hb < blocks; ++hb)
             for (i64 lo = 0; lo < st; ++lo) {
-                const i64 i0 = (hb * 4 * st + lo) * R, i1 = i0 + st * R, i2 = i1 + st * R, i3 = i2 + st * R;
-#pragma omp simd
-                for (i64 r = 0; r < R; ++r) {
-                    const T x1 = x[i1 + r], x2 = x[i2 + r], x3 = x[i3 + r];
-                    y[i0 + r] = x[i0 + r];  // the identity component
-                    y[i1 + r] = x1 * q[r] + x2 * q[3 * R + r] + x3 * q[6 * R + r];
-                    y[i2 + r] = x1 * q[R + r] + x2 * q[4 * R + r] + x3 * q[7 * R + r];
-                    y[i3 + r] = x1 * q[2 * R + r] + x2 * q[5 * R + r] + x3 * q[8 * R + r];
-                }
+                const i64 i0 = hb * 4 * st + lo, i1 = i0 + st, i2 = i1 + st, i3 = i2 + st;
+                const V x1 = X[i1], x2 = X[i2], x3 = X[i3];
+                Y[i0] = X[i0];  // the identity component
+                Y[i1] = x1 * q0 + x2 * q3 + x3 * q6;
+                Y[i2] = x1 * q1 + x2 * q4 + x3 * q7;
+                Y[i3] = x1 * q2 + x2 * q5 + x3 * q8;
             }
     }
     for (i64 r = 0; r < g.R; ++r)
@@ -198,26 +201,31 @@ static void table_backward(const Group& g, const T* w, const T* ws, const T* gro
             continue;
         }
         lane_rotations<T>(g, rots, b, rl.data());
-        const T* q = rl.data();
         T* A = acc.data();
-        std::fill(acc.begin(), acc.end(), T(0));
         const i64 st = pow4(g.nq - 1 - a), blocks = pow4(a);
-        // dL/dR_ij = sum x_(i+1) g_(j+1); dL/dx_(i+1) = sum_j R_ij g_(j+1); the identity part passes
-        for (i64 hb = 0; hb < blocks; ++hb)
-            for (i64 lo = 0; lo < st; ++lo) {
-                const i64 i1 = (hb * 4 * st + lo + st) * R, i2 = i1 + st * R, i3 = i2 + st * R;
-#pragma omp simd
-                for (i64 r = 0; r < R; ++r) {
-                    const T x1 = x[i1 + r], x2 = x[i2 + r], x3 = x[i3 + r];
-                    const T g1 = gl[i1 + r], g2 = gl[i2 + r], g3 = gl[i3 + r];
-                    A[r] += x1 * g1; A[R + r] += x1 * g2; A[2 * R + r] += x1 * g3;
-                    A[3 * R + r] += x2 * g1; A[4 * R + r] += x2 * g2; A[5 * R + r] += x2 * g3;
-                    A[6 * R + r] += x3 * g1; A[7 * R + r] += x3 * g2; A[8 * R + r] += x3 * g3;
-                    gl[i1 + r] = q[r] * g1 + q[R + r] * g2 + q[2 * R + r] * g3;
-                    gl[i2 + r] = q[3 * R + r] * g1 + q[4 * R + r] * g2 + q[5 * R + r] * g3;
-                    gl[i3 + r] = q[6 * R + r] * g1 + q[7 * R + r] * g2 + q[8 * R + r] * g3;
+        // dL/dR_ij = sum x_(i+1) g_(j+1); dL/dx_(i+1) = sum_j R_ij g_(j+1); the identity part passes;
+        // the rows as lane vectors, the nine accumulators in registers
+        {
+            QLSTM_LANE_VECTOR(V, T, TL);
+            const V* q = (const V*)rl.data();
+            const V q0 = q[0], q1 = q[1], q2 = q[2], q3 = q[3], q4 = q[4], q5 = q[5], q6 = q[6], q7 = q[7], q8 = q[8];
+            V s0 = {}, s1 = {}, s2 = {}, s3 = {}, s4 = {}, s5 = {}, s6 = {}, s7 = {}, s8 = {};
+            const V* X = (const V*)x;
+            V* Gl = (V*)gl;
+            for (i64 hb = 0; hb < blocks; ++hb)
+                for (i64 lo = 0; lo < st; ++lo) {
+                    const i64 i1 = hb * 4 * st + lo + st, i2 = i1 + st, i3 = i2 + st;
+                    const V x1 = X[i1], x2 = X[i2], x3 = X[i3], g1 = Gl[i1], g2 = Gl[i2], g3 = Gl[i3];
+                    s0 += x1 * g1; s1 += x1 * g2; s2 += x1 * g3;
+                    s3 += x2 * g1; s4 += x2 * g2; s5 += x2 * g3;
+                    s6 += x3 * g1; s7 += x3 * g2; s8 += x3 * g3;
+                    Gl[i1] = q0 * g1 + q1 * g2 + q2 * g3;
+                    Gl[i2] = q3 * g1 + q4 * g2 + q5 * g3;
+                    Gl[i3] = q6 * g1 + q7 * g2 + q8 * g3;
                 }
-            }
+            V* Av = (V*)A;
+            Av[0] = s0; Av[1] = s1; Av[2] = s2; Av[3] = s3; Av[4] = s4; Av[5] = s5; Av[6] = s6; Av[7] = s7; Av[8] = s8;
+        }
         for (i64 c = 0; c < g.G; ++c) {
             T* G3 = grot.data() + (c * M + b) * 9;
             for (int e = 0; e < 9; ++e)
@@ -254,6 +262,23 @@ static inline void chen_q_lanes(const T* v, T* q) {
 // features [4**n][W] of values v [n][W] (wire 0 most significant)
 template <typename T, int W>
 static void features_lanes(const T* v, i64 n, T* f, T* q) {
+    if constexpr (W > 1) {
+        QLSTM_LANE_VECTOR(V, T, W);
+        V* F = (V*)f;
+        const V* Q = (const V*)q;
+        F[0] = V{} + T(1);
+        i64 len = 1;
+        for (i64 w = 0; w < n; ++w) {
+            chen_q_lanes<T, W>(v + w * W, q);
+            const V q0 = Q[0], q1 = Q[1], q2 = Q[2], q3 = Q[3];
+            for (i64 i = len - 1; i >= 0; --i) {  // in place, from the top: F[i] is read before it is overwritten
+                const V fi = F[i];
+                F[4 * i + 3] = fi * q3; F[4 * i + 2] = fi * q2; F[4 * i + 1] = fi * q1; F[4 * i] = fi * q0;
+            }
+            len *= 4;
+        }
+        return;
+    }
     for (int l = 0; l < W; ++l) f[l] = 1;
     i64 len = 1;
     for (i64 w = 0; w < n; ++w) {
@@ -276,6 +301,53 @@ static void features_lanes(const T* v, i64 n, T* f, T* q) {
 // dL/dq_w[d] = A_w[d, :] . (q_{w+1} (x) ... (x) q_{n-1})
 template <typename T, int W>
 static void features_back_lanes(const T* v, i64 n, const T* gf, T* gv, T* scratch) {
+    if constexpr (W > 1) {  // the same contractions on lane vectors, the identity component's skipped
+        QLSTM_LANE_VECTOR(V, T, W);
+        V* qs = (V*)scratch;     // [n][4]
+        V* suf = qs + 4 * n;     // suffix products, wire w's at off[w]
+        V* acc = suf + pow4(n);  // A_w, ping-pong in two halves of 4**n
+        for (i64 w = 0; w < n; ++w) chen_q_lanes<T, W>(v + w * W, (T*)(qs + 4 * w));
+        i64 off[32];
+        off[n - 1] = 0;
+        suf[0] = V{} + T(1);
+        for (i64 w = n - 2; w >= 0; --w) {
+            const i64 len = pow4(n - 2 - w), o = off[w + 1] + len;
+            off[w] = o;
+            const V* x = suf + off[w + 1];
+            for (int d = 0; d < 4; ++d) {
+                const V qd = qs[4 * (w + 1) + d];
+                V* y = suf + o + d * len;
+                for (i64 lo = 0; lo < len; ++lo) y[lo] = qd * x[lo];
+            }
+        }
+        const V* a = (const V*)gf;
+        V* bufs[2] = {acc, acc + pow4(n) / 2};
+        int which = 0;
+        for (i64 w = 0; w < n; ++w) {
+            const i64 len = pow4(n - 1 - w);
+            const V* sw = suf + off[w];
+            const V *a0 = a, *a1 = a + len, *a2 = a + 2 * len, *a3 = a + 3 * len;
+            V g1 = {}, g2 = {}, g3 = {};  // dL/dq_w[1..3] (q_w[0] = 1 is no function of v)
+            if (w + 1 < n) {  // with A_(w+1) in the same pass
+                V* nx = bufs[which];
+                which ^= 1;
+                const V q0 = qs[4 * w], q1 = qs[4 * w + 1], q2 = qs[4 * w + 2], q3 = qs[4 * w + 3];
+                for (i64 lo = 0; lo < len; ++lo) {
+                    const V sl = sw[lo], x1 = a1[lo], x2 = a2[lo], x3 = a3[lo];
+                    g1 += x1 * sl; g2 += x2 * sl; g3 += x3 * sl;
+                    nx[lo] = q0 * a0[lo] + q1 * x1 + q2 * x2 + q3 * x3;
+                }
+                a = nx;
+            } else {
+                for (i64 lo = 0; lo < len; ++lo) {
+                    const V sl = sw[lo];
+                    g1 += a1[lo] * sl; g2 += a2[lo] * sl; g3 += a3[lo] * sl;
+                }
+            }
+            for (int l = 0; l < W; ++l) gv[w * W + l] = chen_q_back<T>(v[w * W + l], g1[l], g2[l], g3[l]);
+        }
+        return;
+    }
     T* qs = scratch;             // [n][4][W]
     T* suf = qs + 4 * n * W;     // suffix products, wire w's at off[w]
     T* acc = suf + pow4(n) * W;  // A_w, ping-pong in two halves of 4**n W
@@ -444,14 +516,14 @@ static inline T cell_step(T ef, T ei, T eg, T eo, T cprev, T* c) {
 }
 
 // the same on W lanes, vectorised: pre-activations ef .. eo [W], the cell state c [W] (updated),
-// the saved values sv [6][W] and u [W]
+// the saved values sv [6][W] (stride ss between them) and u [W]
 template <typename T, int W>
-static inline void cell_lanes(const T* ef, const T* ei, const T* eg, const T* eo, T* c, T* sv, T* u) {
+static inline void cell_lanes(const T* ef, const T* ei, const T* eg, const T* eo, T* c, T* sv, i64 ss, T* u) {
 #pragma omp simd
     for (int l = 0; l < W; ++l) {
         const T sf = vsigmoid<T>(ef[l]), si = vsigmoid<T>(ei[l]), so = vsigmoid<T>(eo[l]), tg = vtanh<T>(eg[l]);
         const T cp = c[l], cn = sf * cp + si * tg, tc = vtanh<T>(cn);
-        sv[l] = sf; sv[W + l] = si; sv[2 * W + l] = so; sv[3 * W + l] = tg; sv[4 * W + l] = cp; sv[5 * W + l] = tc;
+        sv[l] = sf; sv[ss + l] = si; sv[2 * ss + l] = so; sv[3 * ss + l] = tg; sv[4 * ss + l] = cp; sv[5 * ss + l] = tc;
         c[l] = cn; u[l] = so * tc;
     }
 }
@@ -467,6 +539,21 @@ static inline void cell_back(T gu, T& gc, const T* c, i64 cs, T* ge, i64 gs) {
     ge[2 * gs] = gcc * si * (1 - tg * tg);
     ge[3 * gs] = gu * tc * so * (1 - so);
     gc = gcc * sf;
+}
+
+// the same on W lanes: gu, gc [W], the saved values c [6][W] (stride cs), ge [4][W] (stride gs)
+template <typename T, int W>
+static inline void cell_back_lanes(const T* gu, T* gc, const T* c, i64 cs, T* ge, i64 gs) {
+#pragma omp simd
+    for (int l = 0; l < W; ++l) {
+        const T sf = c[l], si = c[cs + l], so = c[2 * cs + l], tg = c[3 * cs + l], cp = c[4 * cs + l], tc = c[5 * cs + l];
+        const T g = gu[l], gcc = gc[l] + g * so * (1 - tc * tc);
+        ge[l] = gcc * cp * sf * (1 - sf);
+        ge[gs + l] = gcc * tg * si * (1 - si);
+        ge[2 * gs + l] = gcc * si * (1 - tg * tg);
+        ge[3 * gs + l] = g * tc * so * (1 - so);
+        gc[l] = gcc * sf;
+    }
 }
 
 struct Dims {
@@ -486,8 +573,9 @@ static Dims read_dims(const i64* d, void** consts) {
     m.n = m.I + m.H; m.Dg = m.gg.D; m.Dp = m.gp.D;  // faithful: 4**n and 4**H; adapter: 4**nq both
     m.off_gp = group_ws(m.gg);
     m.off_steps = m.off_gp + group_ws(m.gp);
-    // per step: v [B n], cell (sf si so tg cprev tc) [6 B H], u [B H]; the features are recomputed
-    m.per_step = m.B * m.n + 7 * m.B * m.H;
+    // per step (the features are recomputed): one sample at a time (W = 1) v [B n], cell (sf si so
+    // tg cprev tc) [6 B H], u [B H]; in lane groups the same per group (lanes_forward)
+    m.per_step = padded(m.B, m.W) * (m.n + 7 * m.H);
     return m;
 }
 
@@ -678,7 +766,7 @@ static LDims read_ldims(const i64* d, void** consts) {
     m.gp = read_lgroup(d + 12, consts + LCONSTS);
     m.W = d[20];
     m.n = m.I + m.H;
-    m.per_step = m.B * m.n + 7 * m.B * m.H;  // v [B n], cell [6 B H], u [B H]
+    m.per_step = padded(m.B, m.W) * (m.n + 7 * m.H);  // the per-step values of lanes_forward
     return m;
 }
 
@@ -1004,17 +1092,19 @@ static inline i64 lane_sample(i64 k, int l, i64 W, i64 B) {
 
 struct Rec {
     i64 B, T, I, H, n, per_step;
-    // the per-step values in the workspace: v [B n], cell (sf si so tg cprev tc) [6 B H], u [B H]
+    // the per-step values in the workspace, per lane group k of W samples at steps + t per_step +
+    // k W (n + 7 H): v [n][W], cell (sf si so tg cprev tc) [6][H][W], u [H][W] (the lanes
+    // contiguous: no gathers between the forward and the backward)
 };
 
 template <typename T, int W, class Make>
 static void lanes_forward(const Rec& r, const T* x, const T* h0, const T* c0, T* out, T* hT, T* cT, T* steps,
                           Make make) {
-    const i64 B = r.B, H = r.H, I = r.I, n = r.n, blocks = (B + W - 1) / W;
+    const i64 B = r.B, H = r.H, I = r.I, n = r.n, blocks = (B + W - 1) / W, group = W * (n + 7 * H);
 #pragma omp parallel if (blocks >= 2)
     {
     auto ev = make();
-    std::vector<T> e(4 * H * W), pr(2 * H * W), vl(n * W), hl(H * W), cl(H * W), ul(H * W), sv(6 * W);
+    std::vector<T> e(4 * H * W), pr(2 * H * W), hl(H * W), cl(H * W);
 #pragma omp for schedule(static)
     for (i64 k = 0; k < blocks; ++k) {
         for (int l = 0; l < W; ++l) {
@@ -1025,34 +1115,23 @@ static void lanes_forward(const Rec& r, const T* x, const T* h0, const T* c0, T*
             }
         }
         for (i64 t = 0; t < r.T; ++t) {
-            T* st = steps + t * r.per_step;
-            T *cell = st + B * n, *u = cell + 6 * B * H;
+            T* vl = steps + t * r.per_step + k * group;
+            T *cell = vl + n * W, *ul = cell + 6 * H * W;
             for (int l = 0; l < W; ++l) {
                 const i64 b = lane_sample(k, l, W, B);
                 for (i64 i = 0; i < I; ++i) vl[i * W + l] = x[(b * r.T + t) * I + i];
-                for (i64 j = 0; j < H; ++j) vl[(I + j) * W + l] = hl[j * W + l];
             }
-            ev.gates(t, vl.data(), e.data());
-            for (i64 j = 0; j < H; ++j) {
+            std::memcpy(vl + I * W, hl.data(), sizeof(T) * H * W);
+            ev.gates(t, vl, e.data());
+            for (i64 j = 0; j < H; ++j)
                 cell_lanes<T, W>(e.data() + j * W, e.data() + (H + j) * W, e.data() + (2 * H + j) * W,
-                                 e.data() + (3 * H + j) * W, cl.data() + j * W, sv.data(), ul.data() + j * W);
-                for (int l = 0; l < W; ++l) {
-                    const i64 b = k * W + l;
-                    if (b < B) {
-                        for (int s6 = 0; s6 < 6; ++s6) cell[s6 * B * H + b * H + j] = sv[s6 * W + l];
-                        u[b * H + j] = ul[j * W + l];
-                    }
-                }
-            }
-            ev.process(t, ul.data(), pr.data());
+                                 e.data() + (3 * H + j) * W, cl.data() + j * W, cell + j * W, H * W, ul + j * W);
+            ev.process(t, ul, pr.data());
+            std::memcpy(hl.data(), pr.data(), sizeof(T) * H * W);
             for (int l = 0; l < W; ++l) {
                 const i64 b = k * W + l;
-                for (i64 j = 0; j < H; ++j) {
-                    hl[j * W + l] = pr[j * W + l];
-                    if (b < B) out[(b * r.T + t) * H + j] = pr[(H + j) * W + l];
-                }
                 if (b < B)
-                    for (i64 i = 0; i < n; ++i) st[b * n + i] = vl[i * W + l];
+                    for (i64 j = 0; j < H; ++j) out[(b * r.T + t) * H + j] = pr[(H + j) * W + l];
             }
         }
         for (int l = 0; l < W; ++l) {
@@ -1067,11 +1146,11 @@ static void lanes_forward(const Rec& r, const T* x, const T* h0, const T* c0, T*
 template <typename T, int W, class Make>
 static void lanes_backward(const Rec& r, const T* steps, const T* g_out, const T* g_h, const T* g_c, T* gx, T* gh0,
                            T* gc0, Make make) {
-    const i64 B = r.B, H = r.H, I = r.I, n = r.n, blocks = (B + W - 1) / W;
+    const i64 B = r.B, H = r.H, I = r.I, n = r.n, blocks = (B + W - 1) / W, group = W * (n + 7 * H);
 #pragma omp parallel if (blocks >= 2)
     {
     auto ev = make();
-    std::vector<T> gp(2 * H * W), ge(4 * H * W), gv(n * W), gu(H * W), ghl(H * W), gcl(H * W), vl(n * W), ul(H * W);
+    std::vector<T> gp(2 * H * W), ge(4 * H * W), gv(n * W), gu(H * W), ghl(H * W), gcl(H * W);
 #pragma omp for schedule(static)
     for (i64 k = 0; k < blocks; ++k) {
         for (int l = 0; l < W; ++l) {
@@ -1082,30 +1161,24 @@ static void lanes_backward(const Rec& r, const T* steps, const T* g_out, const T
             }
         }
         for (i64 t = r.T - 1; t >= 0; --t) {
-            const T* st = steps + t * r.per_step;
-            const T *cell = st + B * n, *u = cell + 6 * B * H;
-            for (int l = 0; l < W; ++l) {
-                const i64 b = lane_sample(k, l, W, B), real = k * W + l;
-                for (i64 j = 0; j < H; ++j) {
-                    gp[j * W + l] = ghl[j * W + l];
-                    gp[(H + j) * W + l] = real < B && g_out ? g_out[(b * r.T + t) * H + j] : T(0);
-                    ul[j * W + l] = u[b * H + j];
-                }
-                for (i64 i = 0; i < n; ++i) vl[i * W + l] = st[b * n + i];
-            }
-            ev.process_back(t, ul.data(), gp.data(), gu.data());
-            for (i64 j = 0; j < H; ++j)
-                for (int l = 0; l < W; ++l) {
-                    const i64 b = lane_sample(k, l, W, B), z = j * W + l;
-                    cell_back<T>(gu[z], gcl[z], cell + b * H + j, B * H, ge.data() + z, H * W);
-                }
-            ev.gates_back(t, vl.data(), ge.data(), gv.data());
+            const T* vl = steps + t * r.per_step + k * group;
+            const T *cell = vl + n * W, *ul = cell + 6 * H * W;
+            std::memcpy(gp.data(), ghl.data(), sizeof(T) * H * W);
             for (int l = 0; l < W; ++l) {
                 const i64 b = k * W + l;
-                for (i64 j = 0; j < H; ++j) ghl[j * W + l] = gv[(I + j) * W + l];
-                if (b < B && gx)
-                    for (i64 i = 0; i < I; ++i) gx[(b * r.T + t) * I + i] = gv[i * W + l];
+                for (i64 j = 0; j < H; ++j) gp[(H + j) * W + l] = b < B && g_out ? g_out[(b * r.T + t) * H + j] : T(0);
             }
+            ev.process_back(t, ul, gp.data(), gu.data());
+            for (i64 j = 0; j < H; ++j)
+                cell_back_lanes<T, W>(gu.data() + j * W, gcl.data() + j * W, cell + j * W, H * W, ge.data() + j * W, H * W);
+            ev.gates_back(t, vl, ge.data(), gv.data());
+            std::memcpy(ghl.data(), gv.data() + I * W, sizeof(T) * H * W);
+            if (gx)
+                for (int l = 0; l < W; ++l) {
+                    const i64 b = k * W + l;
+                    if (b < B)
+                        for (i64 i = 0; i < I; ++i) gx[(b * r.T + t) * I + i] = gv[i * W + l];
+                }
         }
         for (int l = 0; l < W; ++l) {
             const i64 b = k * W + l;
@@ -1342,6 +1415,28 @@ static void dots_fixed(const T* f, const T* rows, i64 D, T* e) {
 
 template <typename T, int W, int NR>
 static void combine_fixed(const T* ge, const T* rows, i64 D, T* gf) {
+    if constexpr (W > 1) {  // the read-out gradients in registers, four features at a time
+        QLSTM_LANE_VECTOR(V, T, W);
+        V g[NR];
+        for (int j = 0; j < NR; ++j) g[j] = ((const V*)ge)[j];
+        V* out = (V*)gf;
+        i64 a = 0;
+        for (; a + 4 <= D; a += 4) {
+            V s0 = {}, s1 = {}, s2 = {}, s3 = {};
+#pragma GCC unroll 16
+            for (int j = 0; j < NR; ++j) {
+                const T* r = rows + j * D + a;
+                s0 += r[0] * g[j]; s1 += r[1] * g[j]; s2 += r[2] * g[j]; s3 += r[3] * g[j];
+            }
+            out[a] = s0; out[a + 1] = s1; out[a + 2] = s2; out[a + 3] = s3;
+        }
+        for (; a < D; ++a) {
+            V s0 = {};
+            for (int j = 0; j < NR; ++j) s0 += rows[j * D + a] * g[j];
+            out[a] = s0;
+        }
+        return;
+    }
     T g[NR][W];
     for (int j = 0; j < NR; ++j)
         for (int l = 0; l < W; ++l) g[j][l] = ge[j * W + l];
@@ -1425,6 +1520,40 @@ static inline void rows_grad_block1(const T* f, const T* g, i64 nc, i64 R, i64 D
         for (int aa = 0; aa < 16; ++aa) acc[(j0 + jj) * D + a0 + aa] += s[jj][aa];
 }
 
+// The same product with the read-out gradients stored lanes outermost, eT [nc][W][RP] (rows padded
+// to RP with zeros): acc[j][a] += sum_c sum_l eT[c][l][j] f[c][a][l], the rows a vector and AB
+// features' accumulators in registers, so the lanes need no sum at the end (where rows_grad_block
+// spends as long summing its accumulators' lanes as multiplying)
+template <typename T, int W, int RP>
+static void rows_grad_t(const T* f, const T* eT, i64 nc, i64 R, i64 D, T* acc) {
+    QLSTM_LANE_VECTOR(VR, T, RP);
+    constexpr int AB = 16;
+    const VR* E = (const VR*)eT;
+    for (i64 a0 = 0; a0 < D; a0 += AB) {  // D = 4**n >= 16 here: whole blocks
+        VR s[AB];
+        for (int aa = 0; aa < AB; ++aa) s[aa] = VR{};
+        for (i64 c = 0; c < nc; ++c) {
+            const T* fc = f + (c * D + a0) * W;
+            for (int l = 0; l < W; ++l) {
+                const VR e = E[c * W + l];
+#pragma GCC unroll 16
+                for (int aa = 0; aa < AB; ++aa) s[aa] += fc[aa * W + l] * e;
+            }
+        }
+        for (int aa = 0; aa < AB; ++aa)
+            for (i64 j = 0; j < R; ++j) acc[j * D + a0 + aa] += s[aa][j];
+    }
+}
+
+// the padded row count rows_grad_t takes for R rows of T on W lanes, or 0 where rows_grad serves
+// (one lane; fewer than 16 features; a rows vector wider than 64 bytes, which the compilers keep
+// in memory)
+template <typename T, int W>
+static constexpr i64 transposed_rows(i64 R, i64 D) {
+    const i64 rp = R <= 8 ? 8 : 16;
+    return W > 1 && D >= 16 && R <= 16 && rp * i64(sizeof(T)) <= 64 ? rp : 0;
+}
+
 template <typename T, int W>
 static void rows_grad(const T* f, const T* g, i64 nc, i64 R, i64 D, T* acc) {
     if (nc == 0) return;
@@ -1473,22 +1602,31 @@ template <typename T, int W>
 struct HeisBackEv {
     // one group's stored steps and share of the rows' gradients
     struct Stash {
-        i64 nq, D, R, cap, n = 0;
+        i64 nq, D, R, RP, cap, n = 0;  // RP: rows_grad_t's padded rows (0: rows_grad's layout)
         const T* rows;
-        std::unique_ptr<T[]> f, e;  // uninitialised: written before they are read
+        std::unique_ptr<T[]> f;  // uninitialised: written before it is read
+        std::vector<T> e;        // [cap][R][W], or [cap][W][RP] with the padding zero
         std::vector<T> acc;
         Stash(const Group& g, const T* rows_)
-            : nq(g.nq), D(g.D), R(g.R), cap(std::max<i64>(1, 65536 / (g.D * W))), rows(rows_), f(new T[cap * g.D * W]),
-              e(new T[cap * g.R * W]), acc(g.R * g.D, T(0)) {}
+            : nq(g.nq), D(g.D), R(g.R), RP(transposed_rows<T, W>(g.R, g.D)), cap(std::max<i64>(1, 65536 / (g.D * W))),
+              rows(rows_), f(new T[cap * g.D * W]), e(cap * (RP ? RP : g.R) * W, T(0)), acc(g.R * g.D, T(0)) {}
         void flush() {
-            rows_grad<T, W>(f.get(), e.get(), n, R, D, acc.data());
+            if (RP == 16) rows_grad_t<T, W, 16>(f.get(), e.data(), n, R, D, acc.data());
+            else if (RP == 8) rows_grad_t<T, W, 8>(f.get(), e.data(), n, R, D, acc.data());
+            else rows_grad<T, W>(f.get(), e.data(), n, R, D, acc.data());
             n = 0;
         }
         // gv [nq][W] from the read-outs' gradient ge [R][W] at the values v [nq][W]; the step stored
         void back(const T* v, const T* ge, T* gv, T* q, T* gf, T* scratch) {
             if (n == cap) flush();
             T* fs = f.get() + n * D * W;
-            std::memcpy(e.get() + n * R * W, ge, sizeof(T) * R * W);
+            if (RP) {
+                T* et = e.data() + n * W * RP;
+                for (i64 j = 0; j < R; ++j)
+                    for (int l = 0; l < W; ++l) et[l * RP + j] = ge[j * W + l];
+            } else {
+                std::memcpy(e.data() + n * R * W, ge, sizeof(T) * R * W);
+            }
             ++n;
             features_lanes<T, W>(v, nq, fs, q);
             combine_lanes<T, W>(ge, rows, R, D, gf);

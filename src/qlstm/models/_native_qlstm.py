@@ -397,7 +397,8 @@ class LayeredSpec(_Spec):
             dims = (ctypes.c_int64 * 21)(batch, steps, inputs, hidden, *self.gates.dims, *self.process.dims, lanes)
             stem = "qlstm_layered_adapter_" if adapter else "qlstm_layered_"
             sfx = "_f64" if self.double else "_f32"
-            self._calls[key] = (dims, steps * batch * (inputs + 8 * hidden),
+            padded = -(-batch // lanes) * lanes  # whole lane groups (the kernels keep the per-step values per group)
+            self._calls[key] = (dims, steps * padded * (inputs + 8 * hidden),
                                 getattr(lib, stem + "forward" + sfx), getattr(lib, stem + "backward" + sfx))
         return self._calls[key]
 
