@@ -88,7 +88,7 @@ def _build() -> ctypes.CDLL:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     lib = ctypes.CDLL(str(target))
-    i64p, vpp = ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_void_p)
+    i64p, vpp = ctypes.POINTER(ctypes.c_int64), ctypes.c_void_p  # the pointer table: any buffer of 64-bit addresses
     lib.qlstm_native_version.restype = ctypes.c_int64
     lib.qlstm_ws_size.argtypes, lib.qlstm_ws_size.restype = [i64p], ctypes.c_int64
     for stem in ("qlstm_step_forward", "qlstm_step_backward", "qlstm_layered_forward", "qlstm_layered_backward",
