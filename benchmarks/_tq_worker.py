@@ -132,7 +132,7 @@ def main(spec_path: str) -> None:
             try:
                 step = train_step_fn(m, head, x, y, fused_adam=spec.get("optimizer", "fused") == "fused")
                 t = measure(step, repeats=spec["repeats"], warmup=spec["warmup"],
-                            cap_s=spec["cap_s"], budget_s=spec["budget_s"])
+                            cap_s=spec["cap_s"], budget_s=spec["budget_s"], min_time_s=spec.get("min_time_s", 0.0))
             except Exception as e:  # noqa: BLE001 - report, keep going
                 t = Timing.skip(f"failed: {type(e).__name__}: {e}")
             t.others_busy = busy

@@ -179,7 +179,7 @@ def time_local(impl: str, n: int, b: int, args, dtype, device) -> tuple[Timing, 
     cap = max(args.cap, 300.0) if impl == "qlstm-compiled" else args.cap
     try:
         t = measure(train_step_fn(m, head, x, y, fused_adam=args.optimizer == "fused"), repeats=args.repeats,
-                    warmup=warmup, cap_s=cap, budget_s=args.budget, sync=sync)
+                    warmup=warmup, cap_s=cap, budget_s=args.budget, sync=sync, min_time_s=args.min_time)
     except Exception as e:  # noqa: BLE001 - report, keep going
         t = Timing.skip(f"failed: {type(e).__name__}: {e}")
     return t, n_params(m)
@@ -196,6 +196,7 @@ def time_torchquantum(args, log) -> tuple[dict, dict]:
         with open(spec, "w") as f:
             json.dump({"threads": args.threads, "qubits": args.qubits, "batches": args.batch, "layers": args.layers,
                        "repeats": args.repeats, "warmup": 1, "cap_s": args.cap, "budget_s": args.budget,
+                       "min_time_s": args.min_time,
                        "wait_quiet": args.wait_quiet, "optimizer": args.optimizer}, f)
         log("  torchquantum: running worker subprocess ...")
         res, err = run_subprocess_json([args.tq_python, os.path.join(HERE, "_tq_worker.py"), spec], timeout=3600)
@@ -217,6 +218,9 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="fewer repeats, 10 s cap and 10 s budget per measurement")
     p.add_argument("--cap", type=float, default=None, help="report a single step if one step exceeds this (s; 30)")
     p.add_argument("--budget", type=float, default=None, help="stop repeating after this many seconds (s; 30)")
+    p.add_argument("--min-time", type=float, default=0.0, metavar="S",
+                   help="repeat past --repeats until S seconds of timed steps (within --budget), so that every "
+                        "implementation's minimum covers the same stretch of a machine whose speed varies")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--optimizer", choices=("fused", "foreach"), default="fused",
                    help="Adam implementation for every library (fused: torch's one-kernel Adam where available)")

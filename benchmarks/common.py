@@ -69,8 +69,13 @@ class Timing:
 
 
 def measure(step: Callable[[], object], *, repeats: int, warmup: int = 1, cap_s: float = 30.0,
-            budget_s: float = 30.0, sync: Callable[[], None] | None = None) -> Timing:
+            budget_s: float = 30.0, sync: Callable[[], None] | None = None, min_time_s: float = 0.0) -> Timing:
     """Time ``step()`` ``repeats`` times after ``warmup`` untimed calls; min-of-repeats is the headline.
+
+    ``min_time_s``: keep repeating past ``repeats`` until this many seconds of timed steps have
+    passed (within ``budget_s``), so that a fast implementation's minimum is taken over as long a
+    stretch of the machine's time as a slow one's: on a shared machine the speed comes and goes
+    in phases of seconds (docs/benchmarks.md), and 20 steps of 0.5 ms see one 10 ms slice of it.
 
     Caps, so that slow implementations do not take forever:
 
@@ -92,11 +97,13 @@ def measure(step: Callable[[], object], *, repeats: int, warmup: int = 1, cap_s:
             t.load.append(_load1())
             return t
     start = time.perf_counter()
-    for _ in range(repeats):
+    k = 0
+    while k < repeats or time.perf_counter() - start < min(min_time_s, budget_s):
         t0 = time.perf_counter()
         step()
         sync()
         t.times_ms.append((time.perf_counter() - t0) * 1e3)
+        k += 1
         if time.perf_counter() - start > budget_s:
             break
     if t.runs < repeats:
