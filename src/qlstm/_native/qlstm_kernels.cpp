@@ -70,10 +70,11 @@ static Group read_group(const i64* d, void** p) {
 
 // The table build keeps a group's G*K <= TL rows as the lanes of [D][TL] arrays (the lanes past
 // G*K zero), so that every plan step is one vector operation over the rows whatever its wire's
-// stride. Workspace of one group: rots [G*M*9], their angles' cosines and sines [G*M*6], history
-// [S*D*TL] (each step's input), rows [R*D]
+// stride. Workspace of one group: rots [G*M*9], their angles' cosines and sines [G*M*6], rows
+// [R*D], the rows in lanes [D*TL] (where the backward starts; the steps' inputs are un-computed
+// from there, not kept)
 static const i64 TL = 16;
-static i64 group_ws(const Group& g) { return g.G * g.M * 15 + g.S * TL * g.D + g.R * g.D; }
+static i64 group_ws(const Group& g) { return g.G * g.M * 15 + g.R * g.D + g.D * TL; }
 
 // the Bloch rotation of Rot(phi, theta, omega) from cs = (cos phi, sin phi, cos theta, sin theta,
 // cos omega, sin omega)
@@ -116,14 +117,15 @@ static void lane_rotations(const Group& g, const T* rots, i64 b, T* rl) {
 }
 
 // All copies of a group at once: the rows after the plan, from the weights w [G][nw], the rows in
-// lanes; fills the group's ws (rots, trig, history, rows [R][D]).
+// lanes; fills the group's ws (rots, trig, rows [R][D], the rows in lanes [D][TL]). No step's input
+// is kept: every step is invertible (a signed permutation, a rotation), and the backward
+// un-computes them from the rows.
 template <typename T>
 static void table_forward(const Group& g, const T* w, T* ws) {
     const i64 R = TL, D = g.D, M = g.M;
     T* rots = ws;
     T* trig = rots + g.G * M * 9;
-    T* hist = trig + g.G * M * 6;
-    T* rows = hist + g.S * R * D;  // [g.R][D]
+    T* rows = trig + g.G * M * 6;  // [g.R][D]
     for (i64 c = 0; c < g.G; ++c)
         for (i64 m = 0; m < M; ++m) {
             T* cs = trig + (c * M + m) * 6;
@@ -133,19 +135,16 @@ static void table_forward(const Group& g, const T* w, T* ws) {
             }
             zyz<T>(cs, rots + (c * M + m) * 9);
         }
-    std::vector<T> last(D * R), rl(9 * R);
+    std::vector<T> buf(2 * D * R, T(0)), rl(9 * R);
+    T *x = buf.data(), *y = x + D * R;  // ping-pong, within the first-level cache
     const T* obs = (const T*)g.obs;
-    T* in = g.S > 0 ? hist : last.data();
-    std::fill(in, in + D * R, T(0));
     for (i64 c = 0; c < g.G; ++c)
         for (i64 k = 0; k < g.K; ++k)
-            for (i64 i = 0; i < D; ++i) in[i * R + c * g.K + k] = obs[k * D + i];
+            for (i64 i = 0; i < D; ++i) x[i * R + c * g.K + k] = obs[k * D + i];
     const T* sign = (const T*)g.sign;
-    for (i64 s = 0; s < g.S; ++s) {
-        const T* x = hist + s * D * R;
-        T* y = s + 1 < g.S ? hist + (s + 1) * D * R : last.data();
+    QLSTM_LANE_VECTOR(V, T, TL);  // the rows as one vector value
+    for (i64 s = 0; s < g.S; ++s, std::swap(x, y)) {
         const i64 type = g.plan[3 * s], a = g.plan[3 * s + 1], b = g.plan[3 * s + 2];
-        QLSTM_LANE_VECTOR(V, T, TL);  // the rows as one vector value
         const V* X = (const V*)x;
         V* Y = (V*)y;
         if (type == 0) {
@@ -169,67 +168,76 @@ static void table_forward(const Group& g, const T* w, T* ws) {
             }
     }
     for (i64 r = 0; r < g.R; ++r)
-        for (i64 i = 0; i < D; ++i) rows[r * D + i] = last[i * R + r];
+        for (i64 i = 0; i < D; ++i) rows[r * D + i] = x[i * R + r];
+    std::memcpy(rows + g.R * D, x, sizeof(T) * D * R);
 }
 
-// All copies: the gradient of the weights (gw [G][nw], written) from that of the rows (grows [R][D])
+// All copies: the gradient of the weights (gw [G][nw], written) from that of the rows (grows [R][D]).
+// Sweeps the plan backwards with each step's input un-computed from its output (x = R^T y for a
+// rotation; a signed permutation is not moved but composed into the map from logical to stored
+// positions, shared by the values and their gradient: logical i is stored at pos[i], times sgn[i])
 template <typename T>
 static void table_backward(const Group& g, const T* w, const T* ws, const T* grows, T* gw) {
     const i64 R = TL, D = g.D, M = g.M;
     const T* rots = ws;
     const T* trig = rots + g.G * M * 9;
-    const T* hist = trig + g.G * M * 6;
+    const T* rows = trig + g.G * M * 6;
     const T* sign = (const T*)g.sign;
-    std::vector<T> grot(g.G * M * 9, T(0)), buf(2 * D * R), rl(9 * R), acc(9 * R);
-    T *gl = buf.data(), *tmp = gl + D * R;
-    for (i64 i = 0; i < D; ++i)
+    std::vector<T> grot(g.G * M * 9, T(0)), buf(2 * D * R), rl(9 * R), sgn(D, T(1)), sgn2(D);
+    std::vector<i64> pos(D), pos2(D);
+    T *gl = buf.data(), *x = gl + D * R;
+    // the last step's output (the rows in lanes, as the forward left them) and its gradient
+    std::memcpy(x, rows + g.R * D, sizeof(T) * D * R);
+    for (i64 i = 0; i < D; ++i) {
+        pos[i] = i;
         for (i64 r = 0; r < R; ++r) gl[i * R + r] = r < g.R ? grows[r * D + i] : T(0);
+    }
+    QLSTM_LANE_VECTOR(V, T, TL);
+    V* X = (V*)x;
+    V* Gl = (V*)gl;
     for (i64 s = g.S - 1; s >= 0; --s) {
-        const T* x = hist + s * D * R;  // the step's input
         const i64 type = g.plan[3 * s], a = g.plan[3 * s + 1], b = g.plan[3 * s + 2];
-        if (type == 0) {
+        if (type == 0) {  // y[i] = x[src[i]] s[i], s = +-1: x[j] = y[inv[j]] s[inv[j]], the same for the gradient
             const i64* inv = g.inv + a * D;
             const T* sg = sign + a * D;
-            for (i64 i = 0; i < D; ++i) {
-                const T* gi = gl + inv[i] * R;
-                const T si = sg[inv[i]];
-                T* ti = tmp + i * R;
-#pragma omp simd
-                for (i64 r = 0; r < R; ++r) ti[r] = gi[r] * si;
+            for (i64 j = 0; j < D; ++j) {
+                pos2[j] = pos[inv[j]];
+                sgn2[j] = sgn[inv[j]] * sg[inv[j]];
             }
-            std::swap(gl, tmp);
+            std::swap(pos, pos2);
+            std::swap(sgn, sgn2);
             continue;
         }
         lane_rotations<T>(g, rots, b, rl.data());
-        T* A = acc.data();
         const i64 st = pow4(g.nq - 1 - a), blocks = pow4(a);
-        // dL/dR_ij = sum x_(i+1) g_(j+1); dL/dx_(i+1) = sum_j R_ij g_(j+1); the identity part passes;
-        // the rows as lane vectors, the nine accumulators in registers
-        {
-            QLSTM_LANE_VECTOR(V, T, TL);
-            const V* q = (const V*)rl.data();
-            const V q0 = q[0], q1 = q[1], q2 = q[2], q3 = q[3], q4 = q[4], q5 = q[5], q6 = q[6], q7 = q[7], q8 = q[8];
-            V s0 = {}, s1 = {}, s2 = {}, s3 = {}, s4 = {}, s5 = {}, s6 = {}, s7 = {}, s8 = {};
-            const V* X = (const V*)x;
-            V* Gl = (V*)gl;
-            for (i64 hb = 0; hb < blocks; ++hb)
-                for (i64 lo = 0; lo < st; ++lo) {
-                    const i64 i1 = hb * 4 * st + lo + st, i2 = i1 + st, i3 = i2 + st;
-                    const V x1 = X[i1], x2 = X[i2], x3 = X[i3], g1 = Gl[i1], g2 = Gl[i2], g3 = Gl[i3];
-                    s0 += x1 * g1; s1 += x1 * g2; s2 += x1 * g3;
-                    s3 += x2 * g1; s4 += x2 * g2; s5 += x2 * g3;
-                    s6 += x3 * g1; s7 += x3 * g2; s8 += x3 * g3;
-                    Gl[i1] = q0 * g1 + q1 * g2 + q2 * g3;
-                    Gl[i2] = q3 * g1 + q4 * g2 + q5 * g3;
-                    Gl[i3] = q6 * g1 + q7 * g2 + q8 * g3;
-                }
-            V* Av = (V*)A;
-            Av[0] = s0; Av[1] = s1; Av[2] = s2; Av[3] = s3; Av[4] = s4; Av[5] = s5; Av[6] = s6; Av[7] = s7; Av[8] = s8;
-        }
+        // the step's input un-computed in place (x = R^T y, R orthogonal, the identity part passes);
+        // dL/dR_ij = sum x_(i+1) g_(j+1); dL/dx_(i+1) = sum_j R_ij g_(j+1); the rows as lane
+        // vectors, the nine accumulators in registers
+        const V* q = (const V*)rl.data();
+        const V q0 = q[0], q1 = q[1], q2 = q[2], q3 = q[3], q4 = q[4], q5 = q[5], q6 = q[6], q7 = q[7], q8 = q[8];
+        V s0 = {}, s1 = {}, s2 = {}, s3 = {}, s4 = {}, s5 = {}, s6 = {}, s7 = {}, s8 = {};
+        for (i64 hb = 0; hb < blocks; ++hb)
+            for (i64 lo = 0; lo < st; ++lo) {
+                const i64 l1 = hb * 4 * st + lo + st, l2 = l1 + st, l3 = l2 + st;
+                const i64 i1 = pos[l1], i2 = pos[l2], i3 = pos[l3];
+                const T z1 = sgn[l1], z2 = sgn[l2], z3 = sgn[l3];
+                const V y1 = X[i1] * z1, y2 = X[i2] * z2, y3 = X[i3] * z3;
+                const V g1 = Gl[i1] * z1, g2 = Gl[i2] * z2, g3 = Gl[i3] * z3;
+                const V x1 = q0 * y1 + q1 * y2 + q2 * y3, x2 = q3 * y1 + q4 * y2 + q5 * y3,
+                        x3 = q6 * y1 + q7 * y2 + q8 * y3;
+                X[i1] = x1 * z1; X[i2] = x2 * z2; X[i3] = x3 * z3;
+                s0 += x1 * g1; s1 += x1 * g2; s2 += x1 * g3;
+                s3 += x2 * g1; s4 += x2 * g2; s5 += x2 * g3;
+                s6 += x3 * g1; s7 += x3 * g2; s8 += x3 * g3;
+                Gl[i1] = (q0 * g1 + q1 * g2 + q2 * g3) * z1;
+                Gl[i2] = (q3 * g1 + q4 * g2 + q5 * g3) * z2;
+                Gl[i3] = (q6 * g1 + q7 * g2 + q8 * g3) * z3;
+            }
+        const V A[9] = {s0, s1, s2, s3, s4, s5, s6, s7, s8};
         for (i64 c = 0; c < g.G; ++c) {
             T* G3 = grot.data() + (c * M + b) * 9;
             for (int e = 0; e < 9; ++e)
-                for (i64 k = 0; k < g.K; ++k) G3[e] += A[e * R + c * g.K + k];
+                for (i64 k = 0; k < g.K; ++k) G3[e] += A[e][c * g.K + k];
         }
     }
     for (i64 i = 0; i < g.G * g.nw; ++i) gw[i] = 0;
@@ -580,7 +588,7 @@ static Dims read_dims(const i64* d, void** consts) {
 }
 
 template <typename T>
-static const T* rows_of(const Group& g, const T* ws) { return ws + g.G * g.M * 15 + g.S * TL * g.D; }
+static const T* rows_of(const Group& g, const T* ws) { return ws + g.G * g.M * 15; }
 
 template <typename T>
 static bool finite(const T* a, i64 n) {
