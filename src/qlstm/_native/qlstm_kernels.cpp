@@ -513,18 +513,9 @@ static inline T vtanh(T z) {
     return std::copysign(-t / (T(2) + t), z);
 }
 
-// The LSTM cell from the four pre-activations (forget, input, candidate, output): the values the
-// backward needs, c[6] = (sf, si, so, tg, c_prev, tanh c_t), and c_t; u_t = so * tanh c_t
-template <typename T>
-static inline T cell_step(T ef, T ei, T eg, T eo, T cprev, T* c) {
-    c[0] = vsigmoid<T>(ef); c[1] = vsigmoid<T>(ei); c[2] = vsigmoid<T>(eo); c[3] = vtanh<T>(eg); c[4] = cprev;
-    const T cn = c[0] * cprev + c[1] * c[3];
-    c[5] = vtanh<T>(cn);
-    return cn;
-}
-
-// the same on W lanes, vectorised: pre-activations ef .. eo [W], the cell state c [W] (updated),
-// the saved values sv [6][W] (stride ss between them) and u [W]
+// The LSTM cell on W lanes, vectorised: from the four pre-activations (forget, input, candidate,
+// output) ef .. eo [W], the cell state c [W] (updated to c_t), the values the backward needs,
+// sv = (sf, si, so, tg, c_prev, tanh c_t) [6][W] (stride ss between them), and u_t = so tanh c_t [W]
 template <typename T, int W>
 static inline void cell_lanes(const T* ef, const T* ei, const T* eg, const T* eo, T* c, T* sv, i64 ss, T* u) {
 #pragma omp simd
@@ -536,20 +527,8 @@ static inline void cell_lanes(const T* ef, const T* ei, const T* eg, const T* eo
     }
 }
 
-// its backward: the pre-activations' gradients ge[0..3] (stride gs) from those of u_t and c_t (gc,
-// replaced by that of c_(t-1)); c: the values cell_step saved (stride cs)
-template <typename T>
-static inline void cell_back(T gu, T& gc, const T* c, i64 cs, T* ge, i64 gs) {
-    const T sf = c[0], si = c[cs], so = c[2 * cs], tg = c[3 * cs], cp = c[4 * cs], tc = c[5 * cs];
-    const T gcc = gc + gu * so * (1 - tc * tc);
-    ge[0] = gcc * cp * sf * (1 - sf);
-    ge[gs] = gcc * tg * si * (1 - si);
-    ge[2 * gs] = gcc * si * (1 - tg * tg);
-    ge[3 * gs] = gu * tc * so * (1 - so);
-    gc = gcc * sf;
-}
-
-// the same on W lanes: gu, gc [W], the saved values c [6][W] (stride cs), ge [4][W] (stride gs)
+// its backward: the pre-activations' gradients ge [4][W] (stride gs) from those of u_t and c_t
+// (gu, gc [W]; gc replaced by that of c_(t-1)); c: the values cell_lanes saved (stride cs)
 template <typename T, int W>
 static inline void cell_back_lanes(const T* gu, T* gc, const T* c, i64 cs, T* ge, i64 gs) {
 #pragma omp simd
@@ -643,12 +622,9 @@ static int forward(const i64* d, void** p) {
             for (i64 k = 0; k < H; ++k) v[I + k] = h[k];
             features_lanes<T, 1>(v, n, f.data(), q.data());
             dots<T>(f.data(), rows_g, 4 * H, m.Dg, e.data());
-            for (i64 k = 0; k < H; ++k) {
-                T saved[6];
-                c[k] = cell_step<T>(e[k], e[H + k], e[2 * H + k], e[3 * H + k], c[k], saved);
-                for (int s6 = 0; s6 < 6; ++s6) cell[s6 * B * H + b * H + k] = saved[s6];
-                u[b * H + k] = saved[2] * saved[5];
-            }
+            for (i64 k = 0; k < H; ++k)
+                cell_lanes<T, 1>(e.data() + k, e.data() + H + k, e.data() + 2 * H + k, e.data() + 3 * H + k, c + k,
+                                 cell + b * H + k, B * H, u + b * H + k);
             features_lanes<T, 1>(u + b * H, H, f.data(), q.data());
             dots<T>(f.data(), rows_p, 2 * H, m.Dp, pr.data());
             for (i64 k = 0; k < H; ++k) {
@@ -693,7 +669,8 @@ static int backward(const i64* d, void** p) {
             for (i64 j = 0; j < 2 * H; ++j) axpy<T>(gp[j], f.data(), mine_p.data() + j * m.Dp, m.Dp);
             combine<T>(gp.data(), rows_p, 2 * H, m.Dp, gf.data());
             features_back_lanes<T, 1>(u + b * H, H, gf.data(), gu.data(), scratch.data());
-            for (i64 k = 0; k < H; ++k) cell_back<T>(gu[k], gc[k], cell + b * H + k, B * H, ge.data() + k, H);
+            for (i64 k = 0; k < H; ++k)
+                cell_back_lanes<T, 1>(gu.data() + k, gc + k, cell + b * H + k, B * H, ge.data() + k, H);
             features_lanes<T, 1>(v, n, f.data(), q.data());
             for (i64 j = 0; j < 4 * H; ++j) axpy<T>(ge[j], f.data(), mine_g.data() + j * m.Dg, m.Dg);
             combine<T>(ge.data(), rows_g, 4 * H, m.Dg, gf.data());
