@@ -206,6 +206,25 @@ def test_native_refuses_nan_and_inf(where, mode):
         m(x, (h, c))
 
 
+@pytest.mark.parametrize("mode", ["faithful", "adapter"])
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("where", ["x", "h", "c"])
+def test_input_on_another_device_is_refused(mode, native, where):
+    """An input or state on another device than the parameters (here the meta device, which any
+    CPU torch has) is refused with a clear error before any kernel reads it: the native kernels
+    would read its data pointer as CPU memory (a segmentation fault before this check)."""
+    m = _model(1, 3, 2, n_qubits=4, mode=mode) if mode == "adapter" else _model(1, 3, 2)
+    m.native = native
+    x, state = torch.randn(2, 3, 1, dtype=F64), (torch.zeros(1, 2, 3, dtype=F64), torch.zeros(1, 2, 3, dtype=F64))
+    if where == "x":
+        x = x.to("meta")
+    else:
+        state = tuple(t.to("meta") if k == "hc".index(where) else t for k, t in enumerate(state))
+    name = {"x": "QLSTM input", "h": "QLSTM state h_0", "c": "QLSTM state c_0"}[where]
+    with pytest.raises(InputError, match=f"{name} is on meta but the model parameters are on cpu"):
+        m(x, state)
+
+
 @pytest.mark.parametrize("native", [True, False])
 @pytest.mark.parametrize("shape", [(0, 4, 1), (3, 0, 1)])
 def test_empty_batch_or_sequence_is_refused_on_both_paths(shape, native):

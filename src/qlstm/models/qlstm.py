@@ -344,9 +344,12 @@ class QLSTM(nn.Module):
         if x.shape[0] == 0 or x.shape[1] == 0:
             raise InputError(f"QLSTM input must have at least one batch element and one time step, got shape "
                              f"{_fmt(x.shape)} (batch_first={self.batch_first})")
+        ref = self._first_weight()
+        if x.device != ref.device:  # before any kernel reads it: a native one would read foreign memory
+            raise InputError(f"QLSTM input is on {x.device} but the model parameters are on {ref.device}; move one "
+                             f"of them (model.to({str(x.device)!r}) or x.to({str(ref.device)!r}))")
         if not native:
             _check_finite("QLSTM input", x)
-        ref = self._first_weight()
         if x.dtype != ref.dtype:
             x = x.to(ref.dtype)
         b = x.shape[0]
@@ -360,6 +363,8 @@ class QLSTM(nn.Module):
             if not isinstance(t, Tensor) or tuple(t.shape) != (1, b, self.hidden_size):
                 got = _fmt(t.shape) if isinstance(t, Tensor) else type(t).__name__
                 raise InputError(f"QLSTM state {name} must be [1, {b}, {self.hidden_size}], got {got}")
+            if t.device != ref.device:
+                raise InputError(f"QLSTM state {name} is on {t.device} but the model parameters are on {ref.device}")
             if not native:
                 _check_finite(f"QLSTM state {name}", t)
         if native:
