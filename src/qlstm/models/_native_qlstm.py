@@ -120,9 +120,9 @@ class _Call:
         self.dims = (ctypes.c_int64 * 17)(*head, _lanes(batch, spec.double))  # then samples per lane group
         self.ws = lib.qlstm_ws_size(self.dims)
         g, p = spec.gates, spec.process
-        self.rows = (g.dims[1] * g.dims[2] * 4 ** g.dims[0], p.dims[1] * p.dims[2] * 4 ** p.dims[0])
-        self.ws_rows = self.ws + sum(self.rows)  # the forward's workspace, then the backward's rows' gradients
-        self._grow_offsets = (self.ws, self.ws + self.rows[0])
+        rows_g, rows_p = g.dims[1] * g.dims[2] * 4 ** g.dims[0], p.dims[1] * p.dims[2] * 4 ** p.dims[0]
+        self.ws_rows = self.ws + rows_g + rows_p  # the forward's workspace, then the backward's rows' gradients
+        self._grow_offsets = (self.ws, self.ws + rows_g)
         self.forward = lib.qlstm_step_forward_f64 if spec.double else lib.qlstm_step_forward_f32
         self.backward = lib.qlstm_step_backward_f64 if spec.double else lib.qlstm_step_backward_f32
         self.adapter_forward = lib.qlstm_adapter_forward_f64 if spec.double else lib.qlstm_adapter_forward_f32
@@ -233,9 +233,11 @@ def _dense(t: Tensor, dtype) -> Tensor:
     return t if t.dtype == dtype and t.is_contiguous() else t.to(dtype).contiguous()
 
 
-def _state_in(h0, c0, dtype):
-    """The initial state for the kernels, dense; None stays None (NULL: the kernels start from zeros)."""
-    return None if h0 is None else _dense(h0, dtype), None if c0 is None else _dense(c0, dtype)
+def _take_inputs(ctx, x, h0, c0, dtype):
+    """``x``, ``h0``, ``c0`` dense for the kernels (a state that is None stays None: NULL, the kernels
+    start from zeros); their shapes go to ``ctx.in_shapes``, for their gradients."""
+    ctx.in_shapes = (x.shape, None if h0 is None else h0.shape, None if c0 is None else c0.shape)
+    return _dense(x, dtype), None if h0 is None else _dense(h0, dtype), None if c0 is None else _dense(c0, dtype)
 
 
 def _state_out(b: int, hidden: int, dtype) -> tuple[Tensor, Tensor]:
@@ -255,11 +257,6 @@ def _grad_buffers(ctx, g_out, g_h, g_c, dtype):
     sx, sh, sc = ctx.in_shapes
     return (g_out, g_h, g_c, torch.empty(sx, dtype=dtype) if need[1] else None,
             torch.empty(sh, dtype=dtype) if need[2] else None, torch.empty(sc, dtype=dtype) if need[3] else None)
-
-
-def _in_shapes(x, h0, c0) -> tuple:
-    """The shapes of ``x``, ``h0``, ``c0`` (None for a state that is None), for their gradients."""
-    return x.shape, None if h0 is None else h0.shape, None if c0 is None else c0.shape
 
 
 def _addr(t: Tensor | None) -> int:
@@ -282,9 +279,8 @@ class NativeFaithfulQLSTM(torch.autograd.Function):
         hidden = spec.process.dims[0]
         call = spec.call(b, t, i, hidden)
         dtype = w_gates.dtype
-        ctx.in_shapes = _in_shapes(x, h0, c0)
-        x, wg, wp = _dense(x, dtype), _dense(w_gates, dtype), _dense(w_proc, dtype)
-        h0, c0 = _state_in(h0, c0, dtype)
+        x, h0, c0 = _take_inputs(ctx, x, h0, c0, dtype)
+        wg, wp = _dense(w_gates, dtype), _dense(w_proc, dtype)
         ws = torch.empty(call.ws_rows, dtype=dtype)  # the workspace, then room for the rows' gradients
         out = torch.empty(b, t, hidden, dtype=dtype)
         h, c = _state_out(b, hidden, dtype)
@@ -429,9 +425,7 @@ class NativeLayeredQLSTM(torch.autograd.Function):
         hidden = spec.process.dims[0]
         dims, ws_size, fwd, _ = spec.call(b, t, i, hidden)
         dtype = torch.float64 if spec.double else torch.float32
-        ctx.in_shapes = _in_shapes(x, h0, c0)
-        x = _dense(x, dtype)
-        h0, c0 = _state_in(h0, c0, dtype)
+        x, h0, c0 = _take_inputs(ctx, x, h0, c0, dtype)
         mats, weights = [], []
         for g, a in ((spec.gates, in_g), (spec.process, in_p)):
             if g.from_weights:
@@ -484,9 +478,7 @@ class NativeAdapterQLSTM(torch.autograd.Function):
         hidden = w_out.shape[-1]
         call = spec.call(b, t, i, hidden)
         dtype = w_vqc.dtype
-        ctx.in_shapes = _in_shapes(x, h0, c0)
-        x = _dense(x, dtype)
-        h0, c0 = _state_in(h0, c0, dtype)
+        x, h0, c0 = _take_inputs(ctx, x, h0, c0, dtype)
         params = [_dense(a, dtype) for a in (w_vqc, wg, bg, wp, bp, w_out, b_out)]
         ws = torch.empty(call.ws_rows, dtype=dtype)  # the workspace, then room for the rows' gradients
         out = torch.empty(b, t, hidden, dtype=dtype)
@@ -537,9 +529,7 @@ class NativeLayeredAdapterQLSTM(torch.autograd.Function):
         hidden = w_out.shape[-1]
         dims, ws_size, fwd, _ = spec.call(b, t, i, hidden, adapter=True)
         dtype = torch.float64 if spec.double else torch.float32
-        ctx.in_shapes = _in_shapes(x, h0, c0)
-        x = _dense(x, dtype)
-        h0, c0 = _state_in(h0, c0, dtype)
+        x, h0, c0 = _take_inputs(ctx, x, h0, c0, dtype)
         lin = [_dense(a, dtype) for a in (wg, bg, wp, bp, w_out, b_out)]
         if spec.gates.from_weights:
             w = _dense(vqc, dtype)
